@@ -1,0 +1,98 @@
+//! Starting the actor system: store thread, arbiter pool, registry and the
+//! protocols' long-lived actors, wired together.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::admission::Admission;
+use crate::connection::Disconnect;
+use crate::limits::Limits;
+use crate::pool::ArbiterPool;
+use crate::registry::{DisconnectAll, Registry};
+use crate::sessions::{self, ListingDirectory, SessionFeed, SessionsSettings, SharedEpoch};
+use crate::store::{self, SqliteStore, StoreError, StoreHandle};
+
+/// What the broker needs to start its actors.
+pub struct BrokerSettings {
+    /// Per-connection limits.
+    pub limits: Limits,
+    /// The session list's settings.
+    pub sessions: SessionsSettings,
+    /// Arbiters for room-like actors (usually the number of cores).
+    pub arbiters: usize,
+}
+
+/// The running actor system, as the HTTP layer sees it.
+#[derive(Clone)]
+pub struct Broker {
+    /// The directory.
+    pub registry: Addr<Registry>,
+    /// The store thread.
+    pub store: StoreHandle,
+    /// Connection limits, shared by every connection.
+    pub limits: Arc<Limits>,
+    /// Admission counters for WebSocket upgrades.
+    pub admission: Arc<Admission>,
+    /// The session list's feed of watchers.
+    pub session_feed: Addr<SessionFeed>,
+    /// The session list's current epoch.
+    pub session_epoch: SharedEpoch,
+    pool: Arc<ArbiterPool>,
+}
+
+impl Broker {
+    /// Starts every long-lived actor. Must run inside an actix `System`.
+    pub fn start(settings: BrokerSettings, mut db: SqliteStore) -> Result<Broker, StoreError> {
+        let epoch = sessions::next_epoch(&mut db)?;
+        let store = store::start(db);
+        let pool = Arc::new(ArbiterPool::new(settings.arbiters));
+        let session_epoch = SharedEpoch::new(epoch);
+
+        let shared = session_epoch.clone();
+        let version = settings.sessions.expected_client_version.clone();
+        let session_feed =
+            Supervisor::start_in_arbiter(&pool.next(), move |_| SessionFeed::new(shared, version));
+
+        let directory = ListingDirectory::new(
+            epoch,
+            settings.sessions,
+            session_feed.clone(),
+            Arc::clone(&pool),
+            store.clone(),
+        );
+        let registry =
+            Supervisor::start_in_arbiter(&pool.next(), move |_| Registry::new(directory));
+
+        let limits = Arc::new(settings.limits);
+        let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
+        log::info!("broker started: session list epoch {epoch}");
+        Ok(Broker {
+            registry,
+            store,
+            limits,
+            admission,
+            session_feed,
+            session_epoch,
+            pool,
+        })
+    }
+
+    /// Tells every open connection to close with 1001; answers how many were told.
+    pub async fn disconnect_all(&self) -> usize {
+        self.registry
+            .send(DisconnectAll(Disconnect::shutdown()))
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Flushes the store and stops the arbiter pool (after the HTTP server stopped).
+    pub async fn stop(&self) {
+        match self.store.send(store::Flush).await {
+            Ok(Ok(())) => log::info!("store flushed"),
+            Ok(Err(e)) => log::error!("store flush failed: {e}"),
+            Err(e) => log::error!("store unreachable at shutdown: {e}"),
+        }
+        self.pool.stop();
+    }
+}

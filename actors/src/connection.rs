@@ -1,0 +1,471 @@
+//! The per-socket mechanics every protocol shares.
+//!
+//! Each protocol's connection actor owns a [`ConnectionCore`] and hands every
+//! WebSocket item to [`ConnectionCore::receive`]. The core answers pings,
+//! reassembles fragmented messages, enforces the frame-size limit (close
+//! 1009) and the inbound rate limit (refusal, then close 1008), judges
+//! liveness by heartbeat, keeps the metrics and registers the connection with
+//! the registry. The protocol sees only whole text or binary messages.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError, WebsocketContext};
+use bytestring::ByteString;
+
+use crate::admission::Ticket;
+use crate::limits::Limits;
+use crate::metrics::{metrics, ProtocolMetrics};
+use crate::registry::{Connected, Disconnected, Registry};
+use crate::Protocol;
+
+/// Identifies one WebSocket connection for the life of the process.
+pub type ConnId = u64;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Encoded text frames for a connection to write, in order. Built once per
+/// broadcast and shared by every recipient; a batch (a snapshot, a resync)
+/// takes one mailbox slot however many frames it holds.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Frames);
+
+/// One frame or a shared batch of frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frames {
+    /// A single frame.
+    One(ByteString),
+    /// Several frames written back to back.
+    Many(Arc<[ByteString]>),
+}
+
+impl Frames {
+    /// The frames, in order.
+    pub fn as_slice(&self) -> &[ByteString] {
+        match self {
+            Frames::One(frame) => std::slice::from_ref(frame),
+            Frames::Many(frames) => frames,
+        }
+    }
+}
+
+impl From<ByteString> for Frames {
+    fn from(frame: ByteString) -> Self {
+        Frames::One(frame)
+    }
+}
+
+impl From<Vec<ByteString>> for Frames {
+    fn from(frames: Vec<ByteString>) -> Self {
+        match <[ByteString; 1]>::try_from(frames) {
+            Ok([one]) => Frames::One(one),
+            Err(many) => Frames::Many(many.into()),
+        }
+    }
+}
+
+/// Tells a connection to close with this code and reason.
+#[derive(Message, Clone, Debug, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    /// WebSocket close code.
+    pub code: u16,
+    /// Human-readable reason sent in the close frame.
+    pub reason: String,
+}
+
+impl Disconnect {
+    /// The broker is shutting down (1001 Going Away).
+    pub fn shutdown() -> Self {
+        Disconnect {
+            code: 1001,
+            reason: "server shutting down".into(),
+        }
+    }
+
+    /// The connection's queue stayed full while others were served (1013 Try Again Later).
+    pub fn slow_consumer() -> Self {
+        Disconnect {
+            code: 1013,
+            reason: "slow consumer".into(),
+        }
+    }
+
+    /// The client was silent past the heartbeat timeout.
+    pub fn heartbeat_timeout() -> Self {
+        Disconnect {
+            code: 1001,
+            reason: "heartbeat timeout".into(),
+        }
+    }
+}
+
+/// How others reach a connection: its frames and its close switch.
+#[derive(Clone)]
+pub struct MemberHandle {
+    /// The connection's id.
+    pub id: ConnId,
+    /// Where encoded frames go (bounded mailbox: use `try_send`).
+    pub deliver: Recipient<Deliver>,
+    /// Where a close order goes.
+    pub disconnect: Recipient<Disconnect>,
+}
+
+/// A protocol's connection actor: a WebSocket actor that owns a core and
+/// handles the shared messages (see [`connection_handlers!`](crate::connection_handlers)).
+pub trait WsConnection:
+    Actor<Context = WebsocketContext<Self>> + Handler<Deliver> + Handler<Disconnect>
+{
+    /// The connection's shared mechanics.
+    fn core(&mut self) -> &mut ConnectionCore;
+}
+
+/// Implements [`Handler`] for [`Deliver`] and [`Disconnect`] on a
+/// [`WsConnection`] by delegating to its core.
+#[macro_export]
+macro_rules! connection_handlers {
+    ($actor:ty) => {
+        impl ::actix::Handler<$crate::connection::Deliver> for $actor {
+            type Result = ();
+            fn handle(&mut self, msg: $crate::connection::Deliver, ctx: &mut Self::Context) {
+                $crate::connection::WsConnection::core(self).write(ctx, msg.0);
+            }
+        }
+        impl ::actix::Handler<$crate::connection::Disconnect> for $actor {
+            type Result = ();
+            fn handle(&mut self, msg: $crate::connection::Disconnect, ctx: &mut Self::Context) {
+                $crate::connection::WsConnection::core(self).close(ctx, &msg);
+            }
+        }
+    };
+}
+
+/// A whole inbound message that passed the shared checks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// A text message (fragments already joined).
+    Text(ByteString),
+    /// A binary message (fragments already joined).
+    Binary(Bytes),
+    /// A message refused by the rate limit; the protocol answers with its own error.
+    RateLimited,
+}
+
+/// The shared state of one connection.
+pub struct ConnectionCore {
+    id: ConnId,
+    protocol: Protocol,
+    peer: Option<SocketAddr>,
+    limits: Arc<Limits>,
+    registry: Addr<Registry>,
+    metrics: &'static ProtocolMetrics,
+    last_heard: Instant,
+    bucket: TokenBucket,
+    refused_in_a_row: u32,
+    fragments: Option<Fragments>,
+    heartbeat_close: Disconnect,
+    _ticket: Ticket,
+}
+
+struct Fragments {
+    text: bool,
+    buf: BytesMut,
+}
+
+impl ConnectionCore {
+    /// A core for a connection admitted with `ticket`.
+    pub fn new(
+        protocol: Protocol,
+        peer: Option<SocketAddr>,
+        limits: Arc<Limits>,
+        registry: Addr<Registry>,
+        ticket: Ticket,
+    ) -> Self {
+        let bucket = TokenBucket::new(limits.messages_per_second, limits.burst);
+        ConnectionCore {
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            protocol,
+            peer,
+            limits,
+            registry,
+            metrics: metrics().protocol(protocol),
+            last_heard: Instant::now(),
+            bucket,
+            refused_in_a_row: 0,
+            fragments: None,
+            heartbeat_close: Disconnect::heartbeat_timeout(),
+            _ticket: ticket,
+        }
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The protocol served on this connection.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Sets the close frame sent when the heartbeat times out (a protocol may define its own code).
+    pub fn set_heartbeat_close(&mut self, close: Disconnect) {
+        self.heartbeat_close = close;
+    }
+
+    /// The handle others use to reach this connection.
+    pub fn handle<A: WsConnection>(&self, ctx: &WebsocketContext<A>) -> MemberHandle {
+        let addr = ctx.address();
+        MemberHandle {
+            id: self.id,
+            deliver: addr.clone().recipient(),
+            disconnect: addr.recipient(),
+        }
+    }
+
+    /// Call from the actor's `started`: bounds the mailbox, starts the
+    /// heartbeat and registers the connection.
+    pub fn started<A: WsConnection>(&mut self, ctx: &mut WebsocketContext<A>) {
+        ctx.set_mailbox_capacity(self.limits.outbound_queue);
+        self.metrics.connections.inc();
+        self.metrics.connections_opened.inc();
+        self.registry.do_send(Connected {
+            id: self.id,
+            protocol: self.protocol,
+            peer: self.peer,
+            disconnect: ctx.address().recipient(),
+        });
+        let timeout = self.limits.heartbeat_timeout;
+        ctx.run_interval(self.limits.heartbeat_interval, move |act, ctx| {
+            let core = act.core();
+            if core.last_heard.elapsed() > timeout {
+                let close = core.heartbeat_close.clone();
+                core.close(ctx, &close);
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    /// Call from the actor's `stopped`: unregisters the connection.
+    pub fn stopped(&mut self) {
+        self.metrics.connections.dec();
+        self.registry.do_send(Disconnected { id: self.id });
+    }
+
+    /// Handles one item of the WebSocket stream; returns a whole message for
+    /// the protocol, or `None` when the core dealt with it (control frames,
+    /// fragments, violations that close the socket).
+    pub fn receive<A>(
+        &mut self,
+        item: Result<ws::Message, ProtocolError>,
+        ctx: &mut WebsocketContext<A>,
+    ) -> Option<Inbound>
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        self.last_heard = Instant::now();
+        let message = match item {
+            Ok(message) => message,
+            Err(ProtocolError::Overflow) => {
+                self.close_with(ctx, CloseCode::Size, "message too big");
+                return None;
+            }
+            Err(e) => {
+                self.close_with(ctx, CloseCode::Protocol, &e.to_string());
+                return None;
+            }
+        };
+        match message {
+            ws::Message::Text(text) => self.admit(Inbound::Text(text)),
+            ws::Message::Binary(bytes) => self.admit(Inbound::Binary(bytes)),
+            ws::Message::Continuation(item) => self.fragment(item, ctx),
+            ws::Message::Ping(payload) => {
+                ctx.pong(&payload);
+                None
+            }
+            ws::Message::Pong(_) | ws::Message::Nop => None,
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+                None
+            }
+        }
+    }
+
+    /// Writes text frames to this connection's socket.
+    pub fn write<A>(&mut self, ctx: &mut WebsocketContext<A>, frames: Frames)
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        let frames = frames.as_slice();
+        self.metrics.messages_out.inc_by(frames.len() as u64);
+        for frame in frames {
+            ctx.text(frame.clone());
+        }
+    }
+
+    /// Sends a close frame and stops the actor.
+    pub fn close<A>(&mut self, ctx: &mut WebsocketContext<A>, close: &Disconnect)
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        self.close_with(ctx, CloseCode::from(close.code), &close.reason);
+    }
+
+    fn close_with<A>(&mut self, ctx: &mut WebsocketContext<A>, code: CloseCode, reason: &str)
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        log::debug!(
+            "{} connection {} closed by the broker: {:?} {reason}",
+            self.protocol,
+            self.id,
+            code
+        );
+        ctx.close(Some(CloseReason {
+            code,
+            description: Some(reason.to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    fn fragment<A>(&mut self, item: Item, ctx: &mut WebsocketContext<A>) -> Option<Inbound>
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        let (first, chunk, last) = match item {
+            Item::FirstText(b) => (Some(true), b, false),
+            Item::FirstBinary(b) => (Some(false), b, false),
+            Item::Continue(b) => (None, b, false),
+            Item::Last(b) => (None, b, true),
+        };
+        match (first, self.fragments.as_mut()) {
+            (Some(text), None) => {
+                self.fragments = Some(Fragments {
+                    text,
+                    buf: BytesMut::new(),
+                })
+            }
+            (None, Some(_)) => {}
+            _ => {
+                self.close_with(ctx, CloseCode::Protocol, "unexpected continuation frame");
+                return None;
+            }
+        }
+        let fragments = self.fragments.as_mut()?;
+        if fragments.buf.len() + chunk.len() > self.limits.max_frame_bytes() {
+            self.close_with(ctx, CloseCode::Size, "message too big");
+            return None;
+        }
+        fragments.buf.extend_from_slice(&chunk);
+        if !last {
+            return None;
+        }
+        let Fragments { text, buf } = self.fragments.take()?;
+        if !text {
+            return self.admit(Inbound::Binary(buf.freeze()));
+        }
+        match ByteString::try_from(buf.freeze()) {
+            Ok(text) => self.admit(Inbound::Text(text)),
+            Err(_) => {
+                self.close_with(ctx, CloseCode::Invalid, "text message is not UTF-8");
+                None
+            }
+        }
+    }
+
+    /// Counts a whole inbound message against the rate limit. A client that
+    /// keeps sending after `burst` refusals in a row is closed with 1008.
+    fn admit(&mut self, message: Inbound) -> Option<Inbound> {
+        self.metrics.messages_in.inc();
+        if self.bucket.take(Instant::now()) {
+            self.refused_in_a_row = 0;
+            return Some(message);
+        }
+        self.metrics.dropped_rate.inc();
+        self.refused_in_a_row += 1;
+        Some(Inbound::RateLimited)
+    }
+
+    /// Whether the client has ignored the rate limit long enough to be closed
+    /// (call after answering an [`Inbound::RateLimited`]).
+    pub fn close_if_abusive<A>(&mut self, ctx: &mut WebsocketContext<A>) -> bool
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        if self.refused_in_a_row > self.limits.burst {
+            self.close_with(ctx, CloseCode::Policy, "rate limit exceeded");
+            return true;
+        }
+        false
+    }
+
+    /// The handling-latency histogram of this protocol, for a timer around
+    /// protocol work.
+    pub fn observe_handling(&self, started: Instant) {
+        self.metrics
+            .handling_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        TokenBucket {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut b = TokenBucket::new(10, 3);
+        b.last = start;
+        assert!(b.take(start) && b.take(start) && b.take(start));
+        assert!(!b.take(start), "the burst is spent");
+        let later = start + Duration::from_millis(100);
+        assert!(b.take(later), "one token back after 1/rate");
+        assert!(!b.take(later));
+        let much_later = later + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert!(b.take(much_later));
+        }
+        assert!(!b.take(much_later), "never more than the burst saved up");
+    }
+}

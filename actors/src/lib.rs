@@ -1,0 +1,24 @@
+//! The Switchboard actor system.
+//!
+//! Every WebSocket connection, room, service and listed session is an actix
+//! actor. The [`registry::Registry`] is the directory that creates, finds and
+//! removes them and hands their addresses out, so the hot path of a message
+//! never passes through it. Mechanics that every protocol shares (per-socket
+//! limits and heartbeats, encode-once fan-out, admission, metrics, the store)
+//! live once at this level; each protocol has its own folder with a `wire.rs`
+//! holding its exact wire format.
+
+pub mod admission;
+pub mod broker;
+pub mod connection;
+pub mod fanout;
+pub mod limits;
+pub mod metrics;
+pub mod pool;
+pub mod protocol;
+pub mod registry;
+pub mod sessions;
+pub mod store;
+
+pub use broker::{Broker, BrokerSettings};
+pub use protocol::Protocol;

@@ -1,0 +1,100 @@
+//! Per-connection limits shared by every protocol (`[limits]` in the config).
+//!
+//! They live here, beside the actors that enforce them, so the connection
+//! mechanic, the fan-out and the admission check read one typed value.
+
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// The `[limits]` section: what one connection may do and how long the
+/// broker waits for it. Defaults come from the embedded `config/switchboard.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest inbound message (a fragmented message counts whole); larger closes with 1009.
+    pub max_frame_size: ByteSize,
+    /// Bound of each connection's mailbox, in messages; fan-out never queues more.
+    pub outbound_queue: usize,
+    /// Consecutive fan-out drops after which a member is removed as a slow consumer.
+    pub slow_consumer_drops: u32,
+    /// Kernel-level deadline (TCP_USER_TIMEOUT) for a peer that stops reading.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Sustained inbound messages per second per connection (token bucket rate).
+    pub messages_per_second: u32,
+    /// Inbound messages a connection may send at once above the rate (bucket size).
+    pub burst: u32,
+    /// Open WebSocket connections in total; over it an upgrade answers 503.
+    pub max_connections: usize,
+    /// Open WebSocket connections per peer IP address; over it an upgrade answers 503.
+    pub max_connections_per_ip: usize,
+    /// How often the server sends a WebSocket ping.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A connection silent for this long (no frame, no pong) is closed.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+}
+
+impl Limits {
+    /// `max_frame_size` in bytes, as the WebSocket codec wants it.
+    pub fn max_frame_bytes(&self) -> usize {
+        usize::try_from(self.max_frame_size.as_u64()).unwrap_or(usize::MAX)
+    }
+
+    /// Checks the relations between values that types alone cannot express;
+    /// the error names the offending key.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let positive = [
+            ("limits.outbound_queue", self.outbound_queue as u64),
+            (
+                "limits.slow_consumer_drops",
+                u64::from(self.slow_consumer_drops),
+            ),
+            (
+                "limits.messages_per_second",
+                u64::from(self.messages_per_second),
+            ),
+            ("limits.burst", u64::from(self.burst)),
+            ("limits.max_connections", self.max_connections as u64),
+            (
+                "limits.max_connections_per_ip",
+                self.max_connections_per_ip as u64,
+            ),
+            ("limits.max_frame_size", self.max_frame_size.as_u64()),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err((key, "must be greater than 0".into()));
+            }
+        }
+        if self.heartbeat_interval.is_zero() {
+            return Err(("limits.heartbeat_interval", "must be greater than 0".into()));
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err((
+                "limits.heartbeat_timeout",
+                "must be longer than limits.heartbeat_interval".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_limits() -> Limits {
+    Limits {
+        max_frame_size: ByteSize::kib(64),
+        outbound_queue: 4,
+        slow_consumer_drops: 2,
+        write_timeout: Duration::from_secs(30),
+        messages_per_second: 10,
+        burst: 5,
+        max_connections: 10,
+        max_connections_per_ip: 2,
+        heartbeat_interval: Duration::from_secs(10),
+        heartbeat_timeout: Duration::from_secs(30),
+    }
+}

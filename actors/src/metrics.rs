@@ -1,0 +1,286 @@
+//! The broker's Prometheus metrics, registered once and updated by every actor.
+//!
+//! Handles for per-protocol series are resolved at start-up, so the hot path
+//! touches an atomic and never looks a label up. `GET /metrics` renders
+//! [`Metrics::render`].
+
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::Protocol;
+
+/// Most distinct client versions reported as their own label; the rest are
+/// counted under `other`, so a client cannot grow the series without bound.
+pub const MAX_CLIENT_VERSIONS: usize = 32;
+
+/// Every series the broker exports.
+pub struct Metrics {
+    registry: Registry,
+    per_protocol: Vec<ProtocolMetrics>,
+    /// Sessions currently listed by the session list.
+    pub listed_sessions: IntGauge,
+    /// Restarts of supervised actors, by actor kind.
+    pub actor_restarts: IntCounterVec,
+    client_versions: IntGaugeVec,
+    known_versions: Mutex<HashSet<String>>,
+}
+
+/// The series of one protocol, resolved once.
+pub struct ProtocolMetrics {
+    /// Open WebSocket connections.
+    pub connections: IntGauge,
+    /// WebSocket connections accepted since start.
+    pub connections_opened: IntCounter,
+    /// Upgrades refused by admission control (503).
+    pub connections_refused: IntCounter,
+    /// Messages received from clients.
+    pub messages_in: IntCounter,
+    /// Messages written to clients.
+    pub messages_out: IntCounter,
+    /// Messages a fan-out could not queue because the member's mailbox was full.
+    pub dropped_slow: IntCounter,
+    /// Inbound messages refused by the rate limit.
+    pub dropped_rate: IntCounter,
+    /// Members removed because they kept dropping messages.
+    pub slow_consumers: IntCounter,
+    /// Recipients per broadcast.
+    pub fanout_size: Histogram,
+    /// Time to handle one inbound message, in seconds.
+    pub handling_seconds: Histogram,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry
+                .register(c)
+                .expect("metric names are unique and valid");
+        };
+        let labels = &["protocol"];
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge")
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter")
+        };
+        let connections = gauge_vec(
+            "switchboard_connections",
+            "Open WebSocket connections.",
+            labels,
+        );
+        let opened = counter_vec(
+            "switchboard_connections_opened_total",
+            "WebSocket connections accepted since start.",
+            labels,
+        );
+        let refused = counter_vec(
+            "switchboard_connections_refused_total",
+            "WebSocket upgrades refused by admission control.",
+            labels,
+        );
+        let messages_in = counter_vec(
+            "switchboard_messages_in_total",
+            "Messages received from clients.",
+            labels,
+        );
+        let messages_out = counter_vec(
+            "switchboard_messages_out_total",
+            "Messages written to clients.",
+            labels,
+        );
+        let dropped = counter_vec(
+            "switchboard_messages_dropped_total",
+            "Messages not delivered or not accepted, by reason (slow: recipient queue full; rate: sender over its rate limit).",
+            &["protocol", "reason"],
+        );
+        let slow = counter_vec(
+            "switchboard_slow_consumers_total",
+            "Members removed from their rooms because their queue stayed full.",
+            labels,
+        );
+        let fanout = HistogramVec::new(
+            HistogramOpts::new("switchboard_fanout_size", "Recipients per broadcast.").buckets(
+                vec![
+                    1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0,
+                ],
+            ),
+            labels,
+        )
+        .expect("valid histogram");
+        let handling = HistogramVec::new(
+            HistogramOpts::new(
+                "switchboard_handling_seconds",
+                "Time to handle one inbound message.",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_005, 4.0, 10).expect("valid buckets")),
+            labels,
+        )
+        .expect("valid histogram");
+        let listed_sessions = IntGauge::new(
+            "switchboard_listed_sessions",
+            "Sessions currently listed by the session list.",
+        )
+        .expect("valid gauge");
+        let actor_restarts = counter_vec(
+            "switchboard_actor_restarts_total",
+            "Restarts of supervised actors.",
+            &["actor"],
+        );
+        let client_versions = gauge_vec(
+            "switchboard_session_clients",
+            "Session-list watchers that sent `connect`, by client version (at most 32 versions, the rest as `other`).",
+            &["version"],
+        );
+
+        let per_protocol = Protocol::ALL
+            .iter()
+            .map(|p| {
+                let l = &[p.as_str()];
+                ProtocolMetrics {
+                    connections: connections.with_label_values(l),
+                    connections_opened: opened.with_label_values(l),
+                    connections_refused: refused.with_label_values(l),
+                    messages_in: messages_in.with_label_values(l),
+                    messages_out: messages_out.with_label_values(l),
+                    dropped_slow: dropped.with_label_values(&[p.as_str(), "slow"]),
+                    dropped_rate: dropped.with_label_values(&[p.as_str(), "rate"]),
+                    slow_consumers: slow.with_label_values(l),
+                    fanout_size: fanout.with_label_values(l),
+                    handling_seconds: handling.with_label_values(l),
+                }
+            })
+            .collect();
+        for actor in ["registry", "session_feed", "session_listing"] {
+            actor_restarts.with_label_values(&[actor]);
+        }
+
+        reg(Box::new(connections));
+        reg(Box::new(opened));
+        reg(Box::new(refused));
+        reg(Box::new(messages_in));
+        reg(Box::new(messages_out));
+        reg(Box::new(dropped));
+        reg(Box::new(slow));
+        reg(Box::new(fanout));
+        reg(Box::new(handling));
+        reg(Box::new(listed_sessions.clone()));
+        reg(Box::new(actor_restarts.clone()));
+        reg(Box::new(client_versions.clone()));
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "switchboard",
+            ),
+        ));
+
+        Metrics {
+            registry,
+            per_protocol,
+            listed_sessions,
+            actor_restarts,
+            client_versions,
+            known_versions: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The series of one protocol.
+    pub fn protocol(&self, protocol: Protocol) -> &ProtocolMetrics {
+        &self.per_protocol[protocol.index()]
+    }
+
+    /// Counts one restart of a supervised actor.
+    pub fn actor_restarted(&self, actor: &str) {
+        self.actor_restarts.with_label_values(&[actor]).inc();
+    }
+
+    /// Records a session-list client of `version` as connected and returns
+    /// the label it was counted under (pass it to [`Metrics::client_left`]).
+    pub fn client_connected(&self, version: &str) -> String {
+        let label = self.version_label(version);
+        self.client_versions.with_label_values(&[&label]).inc();
+        label
+    }
+
+    /// Undoes [`Metrics::client_connected`] for a label it returned.
+    pub fn client_left(&self, label: &str) {
+        self.client_versions.with_label_values(&[label]).dec();
+    }
+
+    fn version_label(&self, version: &str) -> String {
+        let clean: String = version
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(32)
+            .collect();
+        if clean.is_empty() {
+            return "unknown".into();
+        }
+        let mut known = self
+            .known_versions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if known.contains(&clean) || known.len() < MAX_CLIENT_VERSIONS {
+            known.insert(clean.clone());
+            clean
+        } else {
+            "other".into()
+        }
+    }
+
+    /// All series in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_versions_are_bounded() {
+        let m = Metrics::new();
+        for i in 0..MAX_CLIENT_VERSIONS {
+            assert_eq!(m.client_connected(&format!("1.0.{i}")), format!("1.0.{i}"));
+        }
+        assert_eq!(m.client_connected("9.9.9"), "other");
+        assert_eq!(
+            m.client_connected("1.0.0"),
+            "1.0.0",
+            "known versions keep their label"
+        );
+        assert_eq!(m.client_connected("\n\r"), "unknown");
+    }
+
+    #[test]
+    fn render_lists_the_switchboard_series() {
+        let text = metrics().render();
+        for name in [
+            "switchboard_connections{protocol=\"sessions\"}",
+            "switchboard_messages_in_total",
+            "switchboard_messages_dropped_total{protocol=\"sessions\",reason=\"slow\"}",
+            "switchboard_listed_sessions",
+            "switchboard_actor_restarts_total",
+            "switchboard_process_resident_memory_bytes",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}

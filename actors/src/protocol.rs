@@ -1,0 +1,38 @@
+//! The protocols the broker serves, as one closed set.
+//!
+//! Used as the `protocol` label of metrics and to tell connections apart in
+//! the registry; a new protocol is added here when it lands.
+
+use std::fmt;
+
+/// One of the WebSocket protocols served by the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// The session list: game sessions broadcast to watchers as text lines.
+    Sessions,
+}
+
+impl Protocol {
+    /// Every protocol, in a fixed order (metrics are pre-created for each).
+    pub const ALL: [Protocol; 1] = [Protocol::Sessions];
+
+    /// The name used in metrics labels, logs and config sections.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Sessions => "sessions",
+        }
+    }
+
+    /// A dense index for per-protocol tables.
+    pub const fn index(self) -> usize {
+        match self {
+            Protocol::Sessions => 0,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

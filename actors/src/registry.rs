@@ -1,0 +1,141 @@
+//! The Registry actor: the directory of connections, rooms, services and
+//! listings.
+//!
+//! Creating, finding and removing things goes through it; it hands back the
+//! address of the target so the hot path (a message to a room, a broadcast)
+//! goes straight there. It also knows every open connection, which is how
+//! the broker closes them all with 1001 at shutdown. Each protocol adds its
+//! part of the directory in its own folder (see `sessions::directory`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+
+use crate::connection::{ConnId, Disconnect};
+use crate::metrics::metrics;
+use crate::sessions::ListingDirectory;
+use crate::Protocol;
+
+/// The directory actor. Runs supervised; its state survives a restart.
+pub struct Registry {
+    connections: HashMap<ConnId, ConnectionEntry>,
+    pub(crate) listings: ListingDirectory,
+}
+
+/// What the registry knows of one open connection.
+struct ConnectionEntry {
+    protocol: Protocol,
+    peer: Option<SocketAddr>,
+    since: DateTime<Utc>,
+    disconnect: Recipient<Disconnect>,
+}
+
+impl Registry {
+    /// A registry whose session list part is `listings`.
+    pub(crate) fn new(listings: ListingDirectory) -> Self {
+        Registry {
+            connections: HashMap::new(),
+            listings,
+        }
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Registry {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        log::warn!("registry restarting");
+        metrics().actor_restarted("registry");
+    }
+}
+
+/// A connection was accepted (sent by the connection itself).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connected {
+    /// The connection's id.
+    pub id: ConnId,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// The peer address, when known.
+    pub peer: Option<SocketAddr>,
+    /// How to close it.
+    pub disconnect: Recipient<Disconnect>,
+}
+
+impl Handler<Connected> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: Connected, _: &mut Self::Context) {
+        log::debug!(
+            "{} connection {} from {:?} opened",
+            msg.protocol,
+            msg.id,
+            msg.peer
+        );
+        self.connections.insert(
+            msg.id,
+            ConnectionEntry {
+                protocol: msg.protocol,
+                peer: msg.peer,
+                since: Utc::now(),
+                disconnect: msg.disconnect,
+            },
+        );
+    }
+}
+
+/// A connection ended (sent by the connection itself).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnected {
+    /// The connection's id.
+    pub id: ConnId,
+}
+
+impl Handler<Disconnected> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: Disconnected, _: &mut Self::Context) {
+        if let Some(entry) = self.connections.remove(&msg.id) {
+            log::debug!(
+                "{} connection {} from {:?} closed after {}s",
+                entry.protocol,
+                msg.id,
+                entry.peer,
+                (Utc::now() - entry.since).num_seconds()
+            );
+        }
+    }
+}
+
+/// Closes every open connection with the given close frame; answers how
+/// many were told.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct DisconnectAll(pub Disconnect);
+
+impl Handler<DisconnectAll> for Registry {
+    type Result = usize;
+    fn handle(&mut self, msg: DisconnectAll, _: &mut Self::Context) -> usize {
+        for entry in self.connections.values() {
+            entry.disconnect.do_send(msg.0.clone());
+        }
+        self.connections.len()
+    }
+}
+
+/// Readiness probe: answers with the number of open connections the
+/// registry knows.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Ping;
+
+impl Handler<Ping> for Registry {
+    type Result = usize;
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) -> usize {
+        self.connections.len()
+    }
+}

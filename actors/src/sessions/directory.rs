@@ -1,0 +1,189 @@
+//! The session list's part of the registry: which listings exist, and the
+//! full resync that replaces them all under a new epoch.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::feed::{Reset, SessionFeed};
+use super::listing::{Retire, SessionListing};
+use super::wire::{Epoch, Session};
+use super::{SessionsSettings, EPOCH_KEY};
+use crate::metrics::metrics;
+use crate::pool::ArbiterPool;
+use crate::registry::Registry;
+use crate::store::{SetMeta, StoreHandle};
+
+/// The listings the registry knows, by session id.
+pub struct ListingDirectory {
+    listings: BTreeMap<String, Addr<SessionListing>>,
+    epoch: Epoch,
+    settings: SessionsSettings,
+    feed: Addr<SessionFeed>,
+    pool: Arc<ArbiterPool>,
+    store: StoreHandle,
+}
+
+impl ListingDirectory {
+    /// An empty directory at `epoch`.
+    pub(crate) fn new(
+        epoch: Epoch,
+        settings: SessionsSettings,
+        feed: Addr<SessionFeed>,
+        pool: Arc<ArbiterPool>,
+        store: StoreHandle,
+    ) -> Self {
+        ListingDirectory {
+            listings: BTreeMap::new(),
+            epoch,
+            settings,
+            feed,
+            pool,
+            store,
+        }
+    }
+
+    /// Starts a supervised listing actor on the pool.
+    fn spawn(
+        &self,
+        session: Session,
+        registry: Addr<Registry>,
+        announce: bool,
+    ) -> Addr<SessionListing> {
+        let (epoch, ttl, feed) = (self.epoch, self.settings.ttl, self.feed.clone());
+        Supervisor::start_in_arbiter(&self.pool.next(), move |_| {
+            SessionListing::new(session, epoch, ttl, feed, registry, announce)
+        })
+    }
+
+    fn live(&self, session_id: &str) -> Option<&Addr<SessionListing>> {
+        self.listings.get(session_id).filter(|a| a.connected())
+    }
+
+    fn count(&self) {
+        metrics().listed_sessions.set(self.listings.len() as i64);
+    }
+}
+
+/// The result of [`UpsertListing`].
+pub enum Upsert {
+    /// A new listing was created from the session (its `add` is broadcast).
+    Created(Session),
+    /// A listing exists; send it the update.
+    Existing(Addr<SessionListing>),
+}
+
+/// Creates the listing of `session` unless one exists.
+#[derive(Message)]
+#[rtype(result = "Upsert")]
+pub struct UpsertListing(pub Session);
+
+impl Handler<UpsertListing> for Registry {
+    type Result = MessageResult<UpsertListing>;
+    fn handle(
+        &mut self,
+        UpsertListing(session): UpsertListing,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        if let Some(addr) = self.listings.live(&session.session_id) {
+            return MessageResult(Upsert::Existing(addr.clone()));
+        }
+        let addr = self.listings.spawn(session.clone(), ctx.address(), true);
+        self.listings
+            .listings
+            .insert(session.session_id.clone(), addr);
+        self.listings.count();
+        MessageResult(Upsert::Created(session))
+    }
+}
+
+/// The listing of a session id, if listed.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<SessionListing>>")]
+pub struct FindListing(pub String);
+
+impl Handler<FindListing> for Registry {
+    type Result = Option<Addr<SessionListing>>;
+    fn handle(&mut self, FindListing(id): FindListing, _: &mut Self::Context) -> Self::Result {
+        self.listings.live(&id).cloned()
+    }
+}
+
+/// Every listing, in session id order.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<SessionListing>>")]
+pub struct AllListings;
+
+impl Handler<AllListings> for Registry {
+    type Result = Vec<Addr<SessionListing>>;
+    fn handle(&mut self, _: AllListings, _: &mut Self::Context) -> Self::Result {
+        self.listings.listings.values().cloned().collect()
+    }
+}
+
+/// A listing ended itself (DELETE, TTL, resync); forget it if it is still
+/// the one listed under its id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ListingGone {
+    pub session_id: String,
+    pub listing: Addr<SessionListing>,
+}
+
+impl Handler<ListingGone> for Registry {
+    type Result = ();
+    fn handle(&mut self, msg: ListingGone, _: &mut Self::Context) {
+        if self.listings.listings.get(&msg.session_id) == Some(&msg.listing) {
+            self.listings.listings.remove(&msg.session_id);
+            self.listings.count();
+        }
+    }
+}
+
+/// Full resync: replace every listing with `sessions` under a new epoch.
+/// Session ids must be unique (the HTTP layer checks). Answers the new epoch.
+#[derive(Message)]
+#[rtype(result = "Epoch")]
+pub struct Resync(pub Vec<Session>);
+
+impl Handler<Resync> for Registry {
+    type Result = Epoch;
+    fn handle(&mut self, Resync(sessions): Resync, ctx: &mut Self::Context) -> Epoch {
+        debug_assert_eq!(
+            sessions
+                .iter()
+                .map(|s| &s.session_id)
+                .collect::<HashSet<_>>()
+                .len(),
+            sessions.len()
+        );
+        let dir = &mut self.listings;
+        for old in std::mem::take(&mut dir.listings).into_values() {
+            old.do_send(Retire);
+        }
+        dir.epoch = dir.epoch.wrapping_add(1);
+        dir.store.do_send(SetMeta {
+            key: EPOCH_KEY,
+            value: dir.epoch.to_string(),
+        });
+        let mut frames = BTreeMap::new();
+        for session in sessions {
+            let id = session.session_id.clone();
+            frames.insert(id.clone(), SessionListing::add_frame(dir.epoch, &session));
+            let addr = dir.spawn(session, ctx.address(), false);
+            dir.listings.insert(id, addr);
+        }
+        dir.feed.do_send(Reset {
+            epoch: dir.epoch,
+            listed: frames,
+        });
+        dir.count();
+        log::info!(
+            "session list resynced: epoch {}, {} sessions",
+            dir.epoch,
+            dir.listings.len()
+        );
+        dir.epoch
+    }
+}

@@ -1,0 +1,289 @@
+//! Typed configuration: the embedded default, a TOML file on top, then
+//! `SWITCHBOARD_<SECTION>__<KEY>` environment variables.
+//!
+//! The default is `config/switchboard.toml` itself, compiled in, so the
+//! documented file and the behaviour with no file cannot drift apart.
+//! Unknown keys and bad values are errors that name the key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use switchboard_actors::limits::Limits;
+use switchboard_actors::sessions::SessionsSettings;
+
+/// The default configuration, also shipped as `config/switchboard.toml`.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/switchboard.toml");
+
+/// Prefix of environment overrides; `__` separates section and key.
+pub const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[storage]`
+    pub storage: StorageConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
+    /// `[limits]`
+    pub limits: Limits,
+    /// `[sessions]`
+    pub sessions: SessionsConfig,
+}
+
+/// `[server]`: the listener and the process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address, `host:port`.
+    pub bind: String,
+    /// HTTP worker threads; `None` means one per core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// How long to drain on SIGTERM/SIGINT.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+/// `[storage]`: where state is kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The SQLite file.
+    pub path: PathBuf,
+}
+
+/// `[admin]`: operator access to the HTTP APIs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer key for state-changing APIs; none means they answer 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+}
+
+/// `[sessions]`: the session list protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// Whether the protocol is served.
+    pub enabled: bool,
+    /// WebSocket endpoint.
+    pub path: String,
+    /// Host HTTP API prefix.
+    pub api_path: String,
+    /// Listing lifetime without a refreshing PUT.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Sent in every `reset`.
+    pub expected_client_version: String,
+}
+
+impl SessionsConfig {
+    /// The settings the session list's actors need.
+    pub fn settings(&self) -> SessionsSettings {
+        SessionsSettings {
+            ttl: self.ttl,
+            expected_client_version: self.expected_client_version.clone(),
+        }
+    }
+}
+
+/// A secret value: never printed, logged or serialised in clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for comparison only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // An environment variable of digits arrives as a number.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(i128),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(s) => Ok(Secret(s)),
+            Raw::Number(n) => Ok(Secret(n.to_string())),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file given does not exist.
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    /// A key is unknown, missing or of the wrong type (figment names it).
+    #[error("{0}")]
+    Parse(Box<figment::Error>),
+    /// A value has the right type but is not acceptable.
+    #[error("invalid value for key `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `limits.outbound_queue`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        ConfigError::Parse(Box::new(e))
+    }
+}
+
+impl Config {
+    /// Loads the default, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_CONFIG));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Missing(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The effective configuration as TOML (secrets redacted).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("the config is always representable as TOML")
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        };
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err()
+            && !self.server.bind.contains(':')
+        {
+            return Err(invalid("server.bind", "expected host:port"));
+        }
+        if self.server.workers == Some(0) {
+            return Err(invalid("server.workers", "must be greater than 0"));
+        }
+        if self.storage.path.as_os_str().is_empty() {
+            return Err(invalid("storage.path", "must not be empty"));
+        }
+        if self.admin.api_key.as_ref().is_some_and(|k| k.0.len() < 16) {
+            return Err(invalid("admin.api_key", "must be at least 16 characters"));
+        }
+        self.limits
+            .validate()
+            .map_err(|(key, reason)| invalid(key, &reason))?;
+        for (key, path) in [
+            ("sessions.path", &self.sessions.path),
+            ("sessions.api_path", &self.sessions.api_path),
+        ] {
+            if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
+                return Err(invalid(key, "must start with `/` and not end with `/`"));
+            }
+        }
+        if self.sessions.ttl.is_zero() {
+            return Err(invalid("sessions.ttl", "must be greater than 0"));
+        }
+        if self.sessions.expected_client_version.contains(['\n', '\r']) {
+            return Err(invalid(
+                "sessions.expected_client_version",
+                "must not contain a line break",
+            ));
+        }
+        Ok(())
+    }
+
+    /// HTTP worker threads to start.
+    pub fn workers(&self) -> usize {
+        self.server.workers.unwrap_or_else(cores)
+    }
+}
+
+/// The number of CPU cores available to the process.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.server.bind, "0.0.0.0:8080");
+        assert_eq!(c.sessions.path, "/sessions");
+        assert!(c.admin.api_key.is_none());
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_sets() {
+        let f = file("[server]\nbind = \"127.0.0.1:9\"\n[limits]\nwrite_timeout = \"250ms\"\n");
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:9");
+        assert_eq!(c.limits.write_timeout, Duration::from_millis(250));
+        assert_eq!(c.sessions.ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let f = file("[server]\nbnd = \"x\"\n");
+        let e = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(e.contains("bnd"), "{e}");
+        let f = file("[limits]\nwrite_timeout = \"soon\"\n");
+        let e = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(e.contains("write_timeout"), "{e}");
+        let f = file("[limits]\noutbound_queue = 0\n");
+        let e = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(e.contains("limits.outbound_queue"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_when_printed() {
+        let f = file("[admin]\napi_key = \"0123456789abcdef-secret\"\n");
+        let c = Config::load(Some(f.path())).unwrap();
+        assert_eq!(
+            c.admin.api_key.as_ref().unwrap().expose(),
+            "0123456789abcdef-secret"
+        );
+        assert!(!c.to_toml().contains("secret\""), "{}", c.to_toml());
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+    }
+}

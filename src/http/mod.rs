@@ -1,0 +1,49 @@
+//! The HTTP surface: observability, the admin-key check, and each protocol's
+//! HTTP API. Every API error is JSON `{"error": "..."}` with a fitting status.
+
+pub mod admin;
+pub mod error;
+pub mod observe;
+pub mod sessions;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use switchboard_actors::Broker;
+
+use crate::config::Config;
+pub use error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The running actor system.
+    pub broker: Broker,
+    /// The effective configuration.
+    pub config: Arc<Config>,
+}
+
+/// Largest JSON body any API accepts.
+const MAX_JSON_BODY: usize = 4 * 1024 * 1024;
+
+/// Registers every route for `config`.
+pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'static {
+    let sessions = config.sessions.clone();
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(
+            web::JsonConfig::default()
+                .limit(MAX_JSON_BODY)
+                .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+        )
+        .route("/metrics", web::get().to(observe::metrics))
+        .route("/healthz", web::get().to(observe::healthz))
+        .route("/readyz", web::get().to(observe::readyz));
+        if sessions.enabled {
+            cfg.route(&sessions.path, web::get().to(crate::ws::sessions))
+                .service(web::scope(&sessions.api_path).configure(sessions::routes));
+        }
+    }
+}

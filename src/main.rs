@@ -1,0 +1,112 @@
+//! The `switchboard` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use switchboard::config::Config;
+
+/// Switchboard: a real-time WebSocket broker.
+#[derive(Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    /// A TOML file layered over the built-in default configuration.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (the default).
+    Serve,
+    /// Validate a config file and print the effective configuration.
+    CheckConfig {
+        /// The TOML file to check.
+        path: PathBuf,
+    },
+    /// Exit 0 when the broker's /healthz answers 200 (for container health checks).
+    Healthcheck {
+        /// The URL to probe; default: /healthz on the configured port at 127.0.0.1.
+        url: Option<String>,
+    },
+}
+
+/// Exit code for a configuration error.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config),
+        Command::CheckConfig { path } => check_config(&path),
+        Command::Healthcheck { url } => healthcheck(cli.config, url),
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("switchboard: configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn serve(path: Option<PathBuf>) -> ExitCode {
+    let config = match load(path.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match actix_web::rt::System::new().block_on(switchboard::server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match load(Some(path)) {
+        Ok(config) => {
+            print!("{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn healthcheck(path: Option<PathBuf>, url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        None => match load(path.as_deref()) {
+            Ok(config) => {
+                let port = config.server.bind.rsplit(':').next().unwrap_or("8080");
+                format!("http://127.0.0.1:{port}/healthz")
+            }
+            Err(code) => return code,
+        },
+    };
+    let status = actix_web::rt::System::new().block_on(async {
+        awc::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .finish()
+            .get(&url)
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    match status {
+        Ok(s) if s.is_success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("switchboard: {url} answered {s}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("switchboard: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

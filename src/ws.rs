@@ -1,0 +1,56 @@
+//! WebSocket upgrades: admission, then one connection actor per socket.
+//!
+//! Every protocol's upgrade goes through [`admit`], which applies the
+//! connection caps (503 when over) and builds the shared connection core.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use switchboard_actors::connection::ConnectionCore;
+use switchboard_actors::metrics::metrics;
+use switchboard_actors::sessions::Watcher;
+use switchboard_actors::Protocol;
+
+use crate::http::{ApiError, AppState};
+
+/// Takes an admission ticket for a new `protocol` connection from this peer.
+fn admit(
+    req: &HttpRequest,
+    state: &AppState,
+    protocol: Protocol,
+) -> Result<ConnectionCore, ApiError> {
+    let peer = req.peer_addr();
+    let broker = &state.broker;
+    let ticket = broker
+        .admission
+        .admit(peer.map(|p| p.ip()))
+        .map_err(|refused| {
+            metrics().protocol(protocol).connections_refused.inc();
+            log::warn!("{protocol} upgrade from {peer:?} refused: {refused}");
+            ApiError::Unavailable(refused.to_string())
+        })?;
+    Ok(ConnectionCore::new(
+        protocol,
+        peer,
+        broker.limits.clone(),
+        broker.registry.clone(),
+        ticket,
+    ))
+}
+
+/// `GET /sessions`: a session-list watcher.
+pub async fn sessions(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let core = admit(&req, &state, Protocol::Sessions)?;
+    let broker = &state.broker;
+    let watcher = Watcher::new(
+        core,
+        broker.session_feed.clone(),
+        broker.session_epoch.clone(),
+    );
+    ws::WsResponseBuilder::new(watcher, &req, stream)
+        .frame_size(broker.limits.max_frame_bytes())
+        .start()
+}
