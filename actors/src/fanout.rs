@@ -153,3 +153,138 @@ impl FanOut {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use actix::prelude::*;
+
+    use super::*;
+
+    /// A member that records what reaches it; its mailbox holds one message.
+    struct Recorder {
+        frames: Arc<Mutex<Vec<String>>>,
+        closed: Arc<Mutex<Option<Disconnect>>>,
+    }
+
+    impl Actor for Recorder {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Recorder {
+        type Result = ();
+        fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
+            let mut frames = self.frames.lock().unwrap();
+            frames.extend(msg.0.as_slice().iter().map(|f| f.to_string()));
+        }
+    }
+
+    impl Handler<Disconnect> for Recorder {
+        type Result = ();
+        fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
+            *self.closed.lock().unwrap() = Some(msg);
+        }
+    }
+
+    type Seen = (Arc<Mutex<Vec<String>>>, Arc<Mutex<Option<Disconnect>>>);
+
+    fn member(id: ConnId) -> (MemberHandle, Seen) {
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(Mutex::new(None));
+        let (f, c) = (frames.clone(), closed.clone());
+        let addr = Recorder::create(move |ctx| {
+            ctx.set_mailbox_capacity(1);
+            Recorder {
+                frames: f,
+                closed: c,
+            }
+        });
+        let handle = MemberHandle {
+            id,
+            deliver: addr.clone().recipient(),
+            disconnect: addr.recipient(),
+        };
+        (handle, (frames, closed))
+    }
+
+    #[actix_rt::test]
+    async fn every_member_gets_the_same_frames_in_order() {
+        let mut fan = FanOut::new(Protocol::Sessions, 3);
+        let (a, (a_frames, _)) = member(1);
+        let (b, (b_frames, _)) = member(2);
+        fan.join(a);
+        fan.join(b);
+        for i in 0..5 {
+            let frame = Frames::One(format!("m{i}").into());
+            assert!(fan.broadcast(&frame).is_empty());
+            actix_rt::task::yield_now().await;
+            actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let want: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+        assert_eq!(*a_frames.lock().unwrap(), want);
+        assert_eq!(*b_frames.lock().unwrap(), want);
+    }
+
+    #[actix_rt::test]
+    async fn a_member_whose_queue_stays_full_is_removed_and_told_to_close() {
+        let mut fan = FanOut::new(Protocol::Sessions, 3);
+        let (slow, (frames, closed)) = member(7);
+        fan.join(slow);
+        let dropped_before = metrics().protocol(Protocol::Sessions).dropped_slow.get();
+        // Nothing yields in between, so the member cannot drain its mailbox.
+        let mut removed = Vec::new();
+        let mut sent = 0;
+        while removed.is_empty() {
+            sent += 1;
+            assert!(sent < 100, "never removed");
+            removed = fan.broadcast(&Frames::One(format!("m{sent}").into()));
+        }
+        assert_eq!(removed, vec![7]);
+        assert!(fan.is_empty());
+        let dropped = metrics().protocol(Protocol::Sessions).dropped_slow.get() - dropped_before;
+        assert!(
+            dropped >= 3,
+            "three drops in a row before removal, counted: {dropped}"
+        );
+        assert_eq!(
+            fan.send_to(7, &Frames::One("late".into())),
+            Delivery::NotMember
+        );
+
+        actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(*closed.lock().unwrap(), Some(Disconnect::slow_consumer()));
+        let got = frames.lock().unwrap().len();
+        assert_eq!(
+            got as u64 + dropped,
+            sent as u64,
+            "every frame was queued or counted"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_member_that_catches_up_starts_counting_again() {
+        let mut fan = FanOut::new(Protocol::Sessions, 3);
+        let (m, (frames, closed)) = member(9);
+        fan.join(m);
+        for round in 0..4 {
+            // Fill the queue and overflow it twice (below the limit of 3)...
+            let mut drops = 0;
+            let mut i = 0;
+            while drops < 2 {
+                i += 1;
+                if fan.send_to(9, &Frames::One(format!("r{round}-{i}").into())) == Delivery::Dropped
+                {
+                    drops += 1;
+                }
+            }
+            // ...then let it drain: the next delivery resets the count.
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+            assert_eq!(fan.send_to(9, &Frames::One("ok".into())), Delivery::Queued);
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(fan.contains(9));
+        assert!(closed.lock().unwrap().is_none());
+        assert!(!frames.lock().unwrap().is_empty());
+    }
+}

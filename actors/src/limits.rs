@@ -82,19 +82,3 @@ impl Limits {
         Ok(())
     }
 }
-
-#[cfg(test)]
-pub(crate) fn test_limits() -> Limits {
-    Limits {
-        max_frame_size: ByteSize::kib(64),
-        outbound_queue: 4,
-        slow_consumer_drops: 2,
-        write_timeout: Duration::from_secs(30),
-        messages_per_second: 10,
-        burst: 5,
-        max_connections: 10,
-        max_connections_per_ip: 2,
-        heartbeat_interval: Duration::from_secs(10),
-        heartbeat_timeout: Duration::from_secs(30),
-    }
-}

@@ -1,0 +1,356 @@
+//! The end-to-end harness: the real `switchboard` binary on 127.0.0.1:0
+//! with its own SQLite file, driven by real WebSocket and HTTP clients.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use actix_codec::Framed;
+use awc::ws::{self, CloseReason, Frame};
+use awc::BoxedSocket;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+
+/// The admin key every test broker is started with.
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+/// How long a test waits for an expected frame before failing.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A broker process started for one test.
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: String,
+    data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The data folder of a stopped broker, kept for a restart.
+pub struct DataDir {
+    pub path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Options for starting a broker: environment overrides on top of the test defaults.
+#[derive(Clone, Default)]
+pub struct Options {
+    env: Vec<(String, String)>,
+    data: Option<PathBuf>,
+    no_admin_key: bool,
+}
+
+impl Options {
+    /// Sets `SWITCHBOARD_<key>` (e.g. `LIMITS__BURST`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env
+            .push((format!("SWITCHBOARD_{key}"), value.to_owned()));
+        self
+    }
+
+    /// Starts the broker with no admin key configured.
+    pub fn without_admin_key(mut self) -> Self {
+        self.no_admin_key = true;
+        self
+    }
+
+    /// Reuses the data folder of an earlier broker (restart tests).
+    pub fn data(mut self, data: &Path) -> Self {
+        self.data = Some(data.to_owned());
+        self
+    }
+}
+
+impl Broker {
+    /// Starts a broker with the test defaults.
+    pub fn start() -> Broker {
+        Broker::with(Options::default())
+    }
+
+    /// Starts a broker with `options`.
+    pub fn with(options: Options) -> Broker {
+        let (dir, data) = match options.data {
+            Some(data) => (None, data),
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let data = dir.path().to_owned();
+                (Some(dir), data)
+            }
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("broker.log"))
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        cmd.env("SWITCHBOARD_SERVER__BIND", "127.0.0.1:0")
+            .env("SWITCHBOARD_SERVER__WORKERS", "2")
+            .env("SWITCHBOARD_STORAGE__PATH", data.join("switchboard.db"))
+            .env("SWITCHBOARD_ADMIN__API_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if options.no_admin_key {
+            cmd.env_remove("SWITCHBOARD_ADMIN__API_KEY");
+        }
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn switchboard");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("switchboard listening on http://") {
+                        break addr.to_owned();
+                    }
+                }
+                _ => {
+                    let log = std::fs::read_to_string(data.join("broker.log")).unwrap_or_default();
+                    panic!("broker exited before listening:\n{log}");
+                }
+            }
+        };
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Broker {
+            child: Some(child),
+            addr,
+            data,
+            _dir: dir,
+        }
+    }
+
+    /// The data folder (SQLite file and log).
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT` + `path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Sends `signal` to the broker process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: kill(2) on the pid of a child this harness spawned and still owns.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
+    }
+
+    /// Waits for the broker to exit (at most `timeout`) and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broker did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the broker with SIGTERM, waits for a clean exit, and hands
+    /// back its data folder for a restart.
+    pub fn stop(mut self) -> DataDir {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(20));
+        assert!(status.success(), "broker exited with {status}");
+        DataDir {
+            path: self.data.clone(),
+            _dir: self._dir.take(),
+        }
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("broker.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- broker log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A real WebSocket client.
+pub struct WsClient {
+    conn: Framed<BoxedSocket, ws::Codec>,
+}
+
+/// What a client observed when it expected a close.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+impl WsClient {
+    /// Connects to `url`; panics unless the upgrade succeeds.
+    pub async fn connect(url: &str) -> WsClient {
+        WsClient::try_connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("upgrade of {url} failed: {e}"))
+    }
+
+    /// Connects to `url`, or returns the upgrade error.
+    pub async fn try_connect(url: &str) -> Result<WsClient, awc::error::WsClientError> {
+        let (_, conn) = awc::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .finish()
+            .ws(url)
+            .max_frame_size(16 * 1024 * 1024)
+            .connect()
+            .await?;
+        Ok(WsClient { conn })
+    }
+
+    /// Sends a text message.
+    pub async fn send(&mut self, text: &str) {
+        self.conn
+            .send(ws::Message::Text(text.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    /// Sends a raw WebSocket message.
+    pub async fn send_message(&mut self, msg: ws::Message) {
+        self.conn.send(msg).await.expect("send");
+    }
+
+    /// The next data or close frame (pings are answered, pongs skipped).
+    pub async fn next_frame(&mut self) -> Frame {
+        loop {
+            let frame = actix_rt::time::timeout(FRAME_TIMEOUT, self.conn.next())
+                .await
+                .expect("timed out waiting for a frame")
+                .expect("connection ended without a close frame")
+                .expect("protocol error");
+            match frame {
+                Frame::Ping(payload) => {
+                    let _ = self.conn.send(ws::Message::Pong(payload)).await;
+                }
+                Frame::Pong(_) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// The next text frame; panics on anything else.
+    pub async fn recv(&mut self) -> String {
+        match self.next_frame().await {
+            Frame::Text(bytes) => String::from_utf8(bytes.to_vec()).expect("UTF-8 text"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// The next text frame as JSON.
+    pub async fn recv_json(&mut self) -> Value {
+        let text = self.recv().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// Waits for the close frame, skipping nothing else: any data frame first is a failure.
+    pub async fn recv_close(&mut self) -> Closed {
+        match self.next_frame().await {
+            Frame::Close(Some(CloseReason { code, description })) => Closed {
+                code: code.into(),
+                reason: description.unwrap_or_default(),
+            },
+            Frame::Close(None) => Closed {
+                code: 1005,
+                reason: String::new(),
+            },
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// Asserts that nothing arrives for `wait` (pings aside).
+    pub async fn expect_silence(&mut self, wait: Duration) {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match actix_rt::time::timeout(left, self.conn.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_)))) => {}
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+
+    /// Whether the server ends the TCP connection (its close frame aside).
+    pub async fn ended(&mut self) -> bool {
+        loop {
+            match actix_rt::time::timeout(FRAME_TIMEOUT, self.conn.next()).await {
+                Ok(Some(Ok(Frame::Close(_) | Frame::Ping(_) | Frame::Pong(_)))) => {}
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) | Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// An HTTP answer: status and parsed JSON body (`Value::Null` when not JSON).
+pub struct Reply {
+    pub status: u16,
+    pub json: Value,
+    pub text: String,
+}
+
+/// Sends an HTTP request; `key` becomes `Authorization: Bearer <key>`.
+pub async fn request(method: &str, url: &str, key: Option<&str>, body: Option<&Value>) -> Reply {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut req = client.request(method.parse().expect("method"), url);
+    if let Some(key) = key {
+        req = req.insert_header(("Authorization", format!("Bearer {key}")));
+    }
+    let mut resp = match body {
+        Some(body) => req.send_json(body).await,
+        None => req.send().await,
+    }
+    .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let bytes = resp.body().limit(16 * 1024 * 1024).await.expect("body");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    Reply {
+        status: resp.status().as_u16(),
+        json: serde_json::from_str(&text).unwrap_or(Value::Null),
+        text,
+    }
+}
+
+/// Sends a request with the admin key.
+pub async fn admin(method: &str, url: &str, body: Option<&Value>) -> Reply {
+    request(method, url, Some(ADMIN_KEY), body).await
+}
+
+/// The value of one Prometheus sample line (`name{labels} value`), if present.
+pub async fn metric(broker: &Broker, series: &str) -> Option<f64> {
+    let reply = request("GET", &broker.http("/metrics"), None, None).await;
+    reply.text.lines().find_map(|line| {
+        let (name, value) = line.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
