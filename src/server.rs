@@ -38,7 +38,8 @@ pub enum ServeError {
 /// How often shutdown checks whether every WebSocket has gone.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
-/// Runs the broker until SIGTERM or SIGINT.
+/// Runs the broker until SIGTERM or SIGINT, and returns at the latest
+/// `server.shutdown_timeout` after the signal.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
     let db = SqliteStore::open(&config.storage.path).map_err(|source| ServeError::Store {
@@ -79,12 +80,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     std::io::stdout().flush()?;
 
     let server = server.run();
-    actix_rt::spawn(shutdown_on_signal(
+    let shutdown = actix_rt::spawn(shutdown_on_signal(
         server.handle(),
         broker.clone(),
         config.server.shutdown_timeout,
     ));
-    server.await?;
+    match select(Box::pin(server), shutdown).await {
+        Either::Left((result, _)) => result?,
+        Either::Right(_) => log::warn!("shutdown deadline reached with connections still open"),
+    }
     broker.stop().await;
     log::info!("stopped");
     Ok(())
@@ -101,6 +105,8 @@ fn abort_stalled_peers(conn: &dyn Any, _: &mut Extensions, timeout: Duration) {
     }
 }
 
+/// Waits for a signal, closes every WebSocket with 1001, lets them drain,
+/// stops the HTTP server, and returns at the shutdown deadline.
 async fn shutdown_on_signal(server: ServerHandle, broker: Broker, timeout: Duration) {
     let signal =
         match actix_rt::signal::unix::signal(actix_rt::signal::unix::SignalKind::terminate()) {
@@ -127,5 +133,8 @@ async fn shutdown_on_signal(server: ServerHandle, broker: Broker, timeout: Durat
     if left > 0 {
         log::warn!("{left} connections still open at the shutdown deadline");
     }
-    server.stop(true).await;
+    // In-flight HTTP requests may finish while time remains; `serve` stops
+    // waiting for them when this task returns at the deadline.
+    actix_rt::spawn(server.stop(true));
+    actix_rt::time::sleep_until(deadline.into()).await;
 }

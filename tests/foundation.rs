@@ -13,6 +13,14 @@ fn switchboard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
 }
 
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    switchboard()
+        .arg("check-config")
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_accepts_the_shipped_file_and_names_a_misspelt_key() {
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/switchboard.toml");
@@ -31,21 +39,13 @@ fn check_config_accepts_the_shipped_file_and_names_a_misspelt_key() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[limits]\noutbound_queu = 10\n").unwrap();
-    let out = switchboard()
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("outbound_queu"), "{err}");
 
     std::fs::write(&bad, "[sessions]\nttl = \"forever\"\n").unwrap();
-    let out = switchboard()
-        .arg("check-config")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("ttl"));
 

@@ -41,6 +41,37 @@ fn stalled_watcher(addr: &str) -> TcpStream {
     stream
 }
 
+/// A session whose name is 16 KiB, so each `update` is a big frame.
+fn name(i: usize) -> String {
+    format!("{i:05}-{}", "x".repeat(16 * 1024))
+}
+
+/// Lists the session `flood` and returns its host API URL.
+async fn create_flood_session(broker: &Broker) -> String {
+    let url = broker.http("/api/sessions/flood");
+    let created = admin(
+        "PUT",
+        &url,
+        Some(&json!({
+            "session_name": name(0), "active_users": 0, "joined_users": 0,
+            "host_username": "h", "host_registration_date": "2020-01-01T00:00:00Z",
+            "host_is_patron": false, "host_is_mentor": false,
+            "session_begin_time": "2025-01-01T00:00:00Z",
+        })),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    url
+}
+
+/// Renames the session `updates` times: `updates` × 16 KiB broadcast.
+async fn flood(url: &str, updates: usize) {
+    for i in 1..=updates {
+        let body = json!({"session_name": name(i), "active_users": i});
+        assert_eq!(admin("PATCH", url, Some(&body)).await.status, 200);
+    }
+}
+
 async fn wait_for(broker: &Broker, series: &str, want: f64, within: Duration) {
     let deadline = Instant::now() + within;
     let mut seen = None;
@@ -62,21 +93,7 @@ async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
             .env("LIMITS__OUTBOUND_QUEUE", "8")
             .env("LIMITS__WRITE_TIMEOUT", "2s"),
     );
-    let url = broker.http("/api/sessions/flood");
-    let name = |i: usize| format!("{i:05}-{}", "x".repeat(16 * 1024));
-    let created = admin(
-        "PUT",
-        &url,
-        Some(&json!({
-            "session_name": name(0), "active_users": 0, "joined_users": 0,
-            "host_username": "h", "host_registration_date": "2020-01-01T00:00:00Z",
-            "host_is_patron": false, "host_is_mentor": false,
-            "session_begin_time": "2025-01-01T00:00:00Z",
-        })),
-    )
-    .await;
-    assert_eq!(created.status, 201);
-
+    let url = create_flood_session(&broker).await;
     let mut healthy = WsClient::connect(&broker.ws_url("/sessions")).await;
     assert_eq!(healthy.recv().await, "reset\n1\n1.0.0");
     assert!(healthy.recv().await.starts_with("add\n1\nflood\n"));
@@ -143,4 +160,46 @@ async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
     let reply = admin("PATCH", &url, Some(&json!({"joined_users": 7}))).await;
     assert_eq!(reply.status, 200);
     assert!(healthy.recv().await.ends_with(&format!("\n{updates}\n7")));
+}
+
+#[actix_rt::test]
+async fn shutdown_is_not_held_up_by_a_client_that_stopped_reading() {
+    // The kernel deadline is far away: only the shutdown deadline can end this.
+    let mut broker = Broker::with(
+        Options::default()
+            .env("LIMITS__OUTBOUND_QUEUE", "8")
+            .env("LIMITS__WRITE_TIMEOUT", "10m")
+            .env("SERVER__SHUTDOWN_TIMEOUT", "1s"),
+    );
+    let url = create_flood_session(&broker).await;
+    let mut healthy = WsClient::connect(&broker.ws_url("/sessions")).await;
+    assert_eq!(healthy.recv().await, "reset\n1\n1.0.0");
+    let _stalled = stalled_watcher(&broker.addr);
+    wait_for(
+        &broker,
+        "switchboard_connections{protocol=\"sessions\"}",
+        2.0,
+        Duration::from_secs(10),
+    )
+    .await;
+    let reader = actix_rt::spawn(async move {
+        loop {
+            match healthy.next_frame().await {
+                awc::ws::Frame::Close(reason) => return reason,
+                _ => continue,
+            }
+        }
+    });
+    flood(&url, 300).await;
+
+    broker.signal(libc::SIGTERM);
+    let reason = reader.await.unwrap().expect("a close reason");
+    assert_eq!(u16::from(reason.code), 1001);
+    let status = broker.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", broker.log());
+    assert!(
+        broker.log().contains("still open at the shutdown deadline"),
+        "{}",
+        broker.log()
+    );
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use actix::Addr;
+use actix::{Addr, Handler, Message};
 use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -96,6 +96,18 @@ fn with_path_id(id: &str, mut session: Session) -> Result<Session, ApiError> {
     Ok(session)
 }
 
+/// Sends `msg` to the listing of session `id` and answers with the session
+/// it returns (404 when the session is not listed).
+async fn ask<M>(state: &AppState, id: &str, msg: M) -> Result<HttpResponse, ApiError>
+where
+    M: Message<Result = Result<Session, ListingError>> + Send + 'static,
+    SessionListing: Handler<M>,
+{
+    let listing = find(state, id).await?;
+    let session = listing.send(msg).await?.map_err(|e| from_listing(id, e))?;
+    Ok(HttpResponse::Ok().json(session))
+}
+
 async fn find(state: &AppState, id: &str) -> Result<Addr<SessionListing>, ApiError> {
     check_field("session_id", id).map_err(bad)?;
     state
@@ -119,12 +131,7 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// `GET /api/sessions/{id}`.
 async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let listing = find(&state, &id).await?;
-    let session = listing
-        .send(GetSession)
-        .await?
-        .map_err(|e| from_listing(&id, e))?;
-    Ok(HttpResponse::Ok().json(session))
+    ask(&state, &id, GetSession).await
 }
 
 /// `PUT /api/sessions`: full resync under a new epoch.
@@ -189,12 +196,7 @@ async fn patch(
     if let Some(name) = &patch.session_name {
         check_field("session_name", name).map_err(bad)?;
     }
-    let listing = find(&state, &id).await?;
-    let session = listing
-        .send(PatchSession(patch))
-        .await?
-        .map_err(|e| from_listing(&id, e))?;
-    Ok(HttpResponse::Ok().json(session))
+    ask(&state, &id, PatchSession(patch)).await
 }
 
 /// `DELETE /api/sessions/{id}`: unlist and broadcast `remove`.
@@ -203,12 +205,7 @@ async fn delete(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let listing = find(&state, &id).await?;
-    let session = listing
-        .send(Unlist)
-        .await?
-        .map_err(|e| from_listing(&id, e))?;
-    Ok(HttpResponse::Ok().json(session))
+    ask(&state, &id, Unlist).await
 }
 
 /// `PUT /api/sessions/{id}/users/{user_id}`: add or replace one user.
@@ -228,12 +225,7 @@ async fn put_user(
         )));
     }
     user.check_framing().map_err(bad)?;
-    let listing = find(&state, &id).await?;
-    let session = listing
-        .send(PutUser(user))
-        .await?
-        .map_err(|e| from_listing(&id, e))?;
-    Ok(HttpResponse::Ok().json(session))
+    ask(&state, &id, PutUser(user)).await
 }
 
 /// `DELETE /api/sessions/{id}/users/{user_id}`: remove one user.
@@ -243,10 +235,5 @@ async fn delete_user(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, user_id) = path.into_inner();
-    let listing = find(&state, &id).await?;
-    let session = listing
-        .send(RemoveUser(user_id))
-        .await?
-        .map_err(|e| from_listing(&id, e))?;
-    Ok(HttpResponse::Ok().json(session))
+    ask(&state, &id, RemoveUser(user_id)).await
 }
