@@ -140,8 +140,8 @@ pub enum ConfigError {
     /// The file given does not exist.
     #[error("config file {0} does not exist")]
     Missing(PathBuf),
-    /// A key is unknown, missing or of the wrong type (figment names it).
-    #[error("{0}")]
+    /// Keys that are unknown, missing or of the wrong type.
+    #[error("{}", describe(.0))]
     Parse(Box<figment::Error>),
     /// A value has the right type but is not acceptable.
     #[error("invalid value for key `{key}`: {reason}")]
@@ -157,6 +157,30 @@ impl From<figment::Error> for ConfigError {
     fn from(e: figment::Error) -> Self {
         ConfigError::Parse(Box::new(e))
     }
+}
+
+/// One line per problem: the dotted key, where it came from, what is wrong.
+fn describe(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = match &e.metadata {
+                Some(m) => match &m.source {
+                    Some(source) => format!(" in {source}"),
+                    None => format!(" from {}", m.name),
+                },
+                None => String::new(),
+            };
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("key `{key}`{source}: {}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Config {
@@ -266,10 +290,10 @@ mod tests {
     fn unknown_keys_and_bad_values_name_the_key() {
         let f = file("[server]\nbnd = \"x\"\n");
         let e = Config::load(Some(f.path())).unwrap_err().to_string();
-        assert!(e.contains("bnd"), "{e}");
+        assert!(e.starts_with("key `server.bnd` in "), "{e}");
         let f = file("[limits]\nwrite_timeout = \"soon\"\n");
         let e = Config::load(Some(f.path())).unwrap_err().to_string();
-        assert!(e.contains("write_timeout"), "{e}");
+        assert!(e.starts_with("key `limits.write_timeout`"), "{e}");
         let f = file("[limits]\noutbound_queue = 0\n");
         let e = Config::load(Some(f.path())).unwrap_err().to_string();
         assert!(e.contains("limits.outbound_queue"), "{e}");

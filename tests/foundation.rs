@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{metric, request, Broker, Options, WsClient};
+use common::{metric, request, Broker, Options, RawWs, WsClient};
 
 fn switchboard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -341,4 +341,55 @@ async fn a_silent_client_is_closed_after_the_heartbeat_timeout() {
         }
     }
     assert!(pings >= 1, "the server pings while it waits");
+}
+
+#[actix_rt::test]
+async fn text_that_is_not_utf8_closes_with_1007() {
+    let broker = Broker::start();
+    let mut raw = RawWs::connect(&broker.addr, "/sessions");
+    raw.send_frame(0x1, &[b'o', b'k', 0xff, 0xfe]);
+    let (before, code) = raw.read_until_close();
+    assert_eq!(before, vec![(0x1, b"reset\n1\n1.0.0".to_vec())]);
+    assert_eq!(code, 1007);
+
+    // The same when the bad bytes arrive in fragments.
+    use actix_http::ws::Item;
+    use awc::ws::Message;
+    let mut w = WsClient::connect(&broker.ws_url("/sessions")).await;
+    assert_eq!(w.recv().await, "reset\n1\n1.0.0");
+    w.send_message(Message::Continuation(Item::FirstText(vec![b'a'].into())))
+        .await;
+    w.send_message(Message::Continuation(Item::Last(vec![0xc3].into())))
+        .await;
+    assert_eq!(w.recv_close().await.code, 1007);
+}
+
+#[actix_rt::test]
+async fn a_continuation_without_a_first_fragment_closes_with_1002() {
+    let broker = Broker::start();
+    let mut raw = RawWs::connect(&broker.addr, "/sessions");
+    raw.send_frame(0x0, b"stray");
+    let (before, code) = raw.read_until_close();
+    assert_eq!(before, vec![(0x1, b"reset\n1\n1.0.0".to_vec())]);
+    assert_eq!(code, 1002);
+}
+
+#[actix_rt::test]
+async fn a_client_close_is_answered_and_the_connection_released() {
+    let broker = Broker::start();
+    let mut w = WsClient::connect(&broker.ws_url("/sessions")).await;
+    assert_eq!(w.recv().await, "reset\n1\n1.0.0");
+    w.send_message(awc::ws::Message::Close(Some(
+        awc::ws::CloseCode::Normal.into(),
+    )))
+    .await;
+    assert_eq!(w.recv_close().await.code, 1000, "the close is echoed");
+    assert!(w.ended().await);
+    for _ in 0..100 {
+        if metric(&broker, "switchboard_connections{protocol=\"sessions\"}").await == Some(0.0) {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the connection gauge never went back to 0");
 }

@@ -277,6 +277,12 @@ impl ConnectionCore {
                 self.close_with(ctx, CloseCode::Size, "message too big");
                 return None;
             }
+            // actix-web-actors reports a text frame that is not UTF-8 as an
+            // I/O error of kind `Other`; real socket errors end the stream anyway.
+            Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::Other => {
+                self.close_with(ctx, CloseCode::Invalid, "text message is not UTF-8");
+                return None;
+            }
             Err(e) => {
                 self.close_with(ctx, CloseCode::Protocol, &e.to_string());
                 return None;

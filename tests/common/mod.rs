@@ -354,3 +354,79 @@ pub async fn metric(broker: &Broker, series: &str) -> Option<f64> {
         (name == series).then(|| value.parse().ok())?
     })
 }
+
+/// A WebSocket client that writes raw frames, for bytes a well-behaved
+/// client library refuses to send (invalid UTF-8, bad opcodes).
+pub struct RawWs {
+    stream: std::net::TcpStream,
+}
+
+impl RawWs {
+    /// Connects and completes the handshake for `path`.
+    pub fn connect(addr: &str, path: &str) -> RawWs {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(FRAME_TIMEOUT))
+            .expect("read timeout");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .expect("handshake");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("handshake answer");
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        RawWs { stream }
+    }
+
+    /// Sends one final frame with `opcode` and `payload` (masked with a zero key).
+    pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        use std::io::Write;
+        assert!(payload.len() < 126, "short frames only");
+        let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).expect("send frame");
+    }
+
+    /// Reads frames until a close frame and returns its code; data frames
+    /// before it are returned too, as (opcode, payload).
+    pub fn read_until_close(&mut self) -> (Vec<(u8, Vec<u8>)>, u16) {
+        use std::io::Read;
+        let mut before = Vec::new();
+        loop {
+            let mut head = [0u8; 2];
+            self.stream.read_exact(&mut head).expect("frame header");
+            let opcode = head[0] & 0x0f;
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut ext = [0u8; 2];
+                    self.stream.read_exact(&mut ext).expect("length");
+                    u16::from_be_bytes(ext) as usize
+                }
+                127 => {
+                    let mut ext = [0u8; 8];
+                    self.stream.read_exact(&mut ext).expect("length");
+                    u64::from_be_bytes(ext) as usize
+                }
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            self.stream.read_exact(&mut payload).expect("payload");
+            if opcode == 0x8 {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                return (before, code);
+            }
+            before.push((opcode, payload));
+        }
+    }
+}
