@@ -347,9 +347,10 @@ async fn a_silent_client_is_closed_after_the_heartbeat_timeout() {
 async fn text_that_is_not_utf8_closes_with_1007() {
     let broker = Broker::start();
     let mut raw = RawWs::connect(&broker.addr, "/sessions");
+    assert_eq!(raw.next_frame(), (0x1, b"reset\n1\n1.0.0".to_vec()));
     raw.send_frame(0x1, &[b'o', b'k', 0xff, 0xfe]);
     let (before, code) = raw.read_until_close();
-    assert_eq!(before, vec![(0x1, b"reset\n1\n1.0.0".to_vec())]);
+    assert!(before.is_empty(), "{before:?}");
     assert_eq!(code, 1007);
 
     // The same when the bad bytes arrive in fragments.
@@ -368,9 +369,10 @@ async fn text_that_is_not_utf8_closes_with_1007() {
 async fn a_continuation_without_a_first_fragment_closes_with_1002() {
     let broker = Broker::start();
     let mut raw = RawWs::connect(&broker.addr, "/sessions");
+    assert_eq!(raw.next_frame(), (0x1, b"reset\n1\n1.0.0".to_vec()));
     raw.send_frame(0x0, b"stray");
     let (before, code) = raw.read_until_close();
-    assert_eq!(before, vec![(0x1, b"reset\n1\n1.0.0".to_vec())]);
+    assert!(before.is_empty(), "{before:?}");
     assert_eq!(code, 1002);
 }
 

@@ -398,33 +398,37 @@ impl RawWs {
         self.stream.write_all(&frame).expect("send frame");
     }
 
+    /// Reads one frame: (opcode, payload).
+    pub fn next_frame(&mut self) -> (u8, Vec<u8>) {
+        use std::io::Read;
+        let mut head = [0u8; 2];
+        self.stream.read_exact(&mut head).expect("frame header");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut ext = [0u8; 2];
+                self.stream.read_exact(&mut ext).expect("length");
+                u16::from_be_bytes(ext) as usize
+            }
+            127 => {
+                let mut ext = [0u8; 8];
+                self.stream.read_exact(&mut ext).expect("length");
+                u64::from_be_bytes(ext) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        self.stream.read_exact(&mut payload).expect("payload");
+        (head[0] & 0x0f, payload)
+    }
+
     /// Reads frames until a close frame and returns its code; data frames
     /// before it are returned too, as (opcode, payload).
     pub fn read_until_close(&mut self) -> (Vec<(u8, Vec<u8>)>, u16) {
-        use std::io::Read;
         let mut before = Vec::new();
         loop {
-            let mut head = [0u8; 2];
-            self.stream.read_exact(&mut head).expect("frame header");
-            let opcode = head[0] & 0x0f;
-            let len = match head[1] & 0x7f {
-                126 => {
-                    let mut ext = [0u8; 2];
-                    self.stream.read_exact(&mut ext).expect("length");
-                    u16::from_be_bytes(ext) as usize
-                }
-                127 => {
-                    let mut ext = [0u8; 8];
-                    self.stream.read_exact(&mut ext).expect("length");
-                    u64::from_be_bytes(ext) as usize
-                }
-                n => n as usize,
-            };
-            let mut payload = vec![0u8; len];
-            self.stream.read_exact(&mut payload).expect("payload");
+            let (opcode, payload) = self.next_frame();
             if opcode == 0x8 {
-                let code = u16::from_be_bytes([payload[0], payload[1]]);
-                return (before, code);
+                return (before, u16::from_be_bytes([payload[0], payload[1]]));
             }
             before.push((opcode, payload));
         }
