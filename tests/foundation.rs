@@ -7,7 +7,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{metric, request, Broker, Options, RawWs, WsClient};
+use common::{metric, request, wait_for_metric, Broker, Options, RawWs, WsClient};
+
+/// How long a test waits for a gauge to settle.
+const WAIT: Duration = Duration::from_secs(5);
 
 fn switchboard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -106,15 +109,13 @@ async fn health_readiness_and_metrics_answer() {
     ] {
         assert!(metrics.text.contains(series), "missing {series}");
     }
-    let mut open = None;
-    for _ in 0..100 {
-        open = metric(&broker, "switchboard_connections{protocol=\"sessions\"}").await;
-        if open == Some(1.0) {
-            break;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(open, Some(1.0));
+    wait_for_metric(
+        &broker,
+        "switchboard_connections{protocol=\"sessions\"}",
+        1.0,
+        WAIT,
+    )
+    .await;
 }
 
 #[actix_rt::test]
@@ -389,11 +390,60 @@ async fn a_client_close_is_answered_and_the_connection_released() {
     .await;
     assert_eq!(w.recv_close().await.code, 1000, "the close is echoed");
     assert!(w.ended().await);
-    for _ in 0..100 {
-        if metric(&broker, "switchboard_connections{protocol=\"sessions\"}").await == Some(0.0) {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    wait_for_metric(
+        &broker,
+        "switchboard_connections{protocol=\"sessions\"}",
+        0.0,
+        WAIT,
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn http_errors_are_json_with_a_fitting_status() {
+    let broker = Broker::start();
+    let cases = [
+        ("GET", "/nowhere", None, 404),
+        ("POST", "/api/sessions/s1", None, 405),
+        ("POST", "/api/sessions", None, 405),
+        ("GET", "/api/sessions/missing", None, 404),
+    ];
+    for (method, path, key, status) in cases {
+        let reply = request(method, &broker.http(path), key, None).await;
+        assert_eq!(reply.status, status, "{method} {path}");
+        assert!(
+            reply.json["error"].is_string(),
+            "{method} {path}: {}",
+            reply.text
+        );
     }
-    panic!("the connection gauge never went back to 0");
+}
+
+#[actix_rt::test]
+async fn broken_and_oversized_json_bodies_are_refused() {
+    let broker = Broker::start();
+    let client = awc::Client::default();
+    let url = broker.http("/api/sessions/s1");
+    let send = |body: Vec<u8>| {
+        client
+            .put(&url)
+            .insert_header(("Authorization", format!("Bearer {}", common::ADMIN_KEY)))
+            .insert_header(("content-type", "application/json"))
+            .send_body(body)
+    };
+    let mut resp = send(b"{\"session_name\": ".to_vec()).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].is_string());
+
+    let mut resp = send(vec![b' '; 5 * 1024 * 1024]).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("larger"), "{body}");
+
+    assert_eq!(
+        metric(&broker, "switchboard_listed_sessions").await,
+        Some(0.0),
+        "nothing was listed"
+    );
 }

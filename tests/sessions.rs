@@ -5,7 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{admin, metric, request, Broker, Options, WsClient};
+use common::{admin, metric, request, wait_for_metric, Broker, Options, WsClient};
+
+/// Live listing actors.
+const LISTINGS: &str = "switchboard_actors{kind=\"session_listing\"}";
+
+/// How long a test waits for a gauge to settle.
+const WAIT: Duration = Duration::from_secs(5);
 use serde_json::{json, Value};
 
 fn user(id: &str, name: &str) -> Value {
@@ -170,6 +176,7 @@ async fn every_change_reaches_every_watcher() {
         assert_eq!(w.recv().await, "remove\n1\ns1");
     }
     assert_eq!(admin("DELETE", &url, None).await.status, 404);
+    wait_for_metric(&broker, LISTINGS, 0.0, WAIT).await;
     assert_eq!(
         admin("PATCH", &url, Some(&json!({"active_users": 1})))
             .await
@@ -238,6 +245,7 @@ async fn a_full_resync_starts_a_new_epoch_for_every_watcher() {
         Some(2.0)
     );
 
+    wait_for_metric(&broker, LISTINGS, 2.0, WAIT).await;
     // A resync with duplicate ids is refused whole.
     let reply = admin("PUT", &broker.http("/api/sessions"), Some(&json!([s2, s2]))).await;
     assert_eq!(reply.status, 400);
@@ -258,9 +266,11 @@ async fn a_session_not_refreshed_within_the_ttl_is_removed() {
         metric(&broker, "switchboard_listed_sessions").await,
         Some(0.0)
     );
+    wait_for_metric(&broker, LISTINGS, 0.0, WAIT).await;
     // The id can be listed again afterwards.
     assert_eq!(put(&broker, "s1", &session("Again", vec![])).await, 201);
     assert_eq!(watcher.recv().await, add_line(1, "s1", "Again", &[]));
+    assert_eq!(metric(&broker, LISTINGS).await, Some(1.0));
 }
 
 #[actix_rt::test]
@@ -450,11 +460,11 @@ async fn bad_client_messages_get_an_error_and_the_connection_keeps_working() {
     assert_eq!(watcher.recv().await, add_line(1, "s1", "Still here", &[]));
 
     drop(watcher);
-    for _ in 0..100 {
-        if metric(&broker, "switchboard_session_clients{version=\"2.3.4\"}").await == Some(0.0) {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the client version gauge did not drop when the watcher left");
+    wait_for_metric(
+        &broker,
+        "switchboard_session_clients{version=\"2.3.4\"}",
+        0.0,
+        WAIT,
+    )
+    .await;
 }

@@ -7,9 +7,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{admin, metric, Broker, Options, WsClient};
+use common::{admin, metric, wait_for_metric, Broker, Options, WsClient};
 use serde_json::json;
 use socket2::{Domain, Socket, Type};
 
@@ -72,19 +72,6 @@ async fn flood(url: &str, updates: usize) {
     }
 }
 
-async fn wait_for(broker: &Broker, series: &str, want: f64, within: Duration) {
-    let deadline = Instant::now() + within;
-    let mut seen = None;
-    while Instant::now() < deadline {
-        seen = metric(broker, series).await;
-        if seen == Some(want) {
-            return;
-        }
-        actix_rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{series} is {seen:?}, expected {want} within {within:?}");
-}
-
 #[actix_rt::test]
 async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
     let write_timeout = Duration::from_secs(2);
@@ -98,7 +85,7 @@ async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
     assert_eq!(healthy.recv().await, "reset\n1\n1.0.0");
     assert!(healthy.recv().await.starts_with("add\n1\nflood\n"));
     let stalled = stalled_watcher(&broker.addr);
-    wait_for(
+    wait_for_metric(
         &broker,
         "switchboard_connections{protocol=\"sessions\"}",
         2.0,
@@ -133,7 +120,7 @@ async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
         .expect("the healthy watcher got every update in order");
 
     // The stalled watcher was removed as a slow consumer and counted...
-    wait_for(
+    wait_for_metric(
         &broker,
         "switchboard_slow_consumers_total{protocol=\"sessions\"}",
         1.0,
@@ -147,7 +134,7 @@ async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
     .await;
     assert!(slow >= Some(1.0), "{slow:?}");
     // ...and the kernel deadline aborted its socket although its actor is frozen.
-    wait_for(
+    wait_for_metric(
         &broker,
         "switchboard_connections{protocol=\"sessions\"}",
         1.0,
@@ -175,7 +162,7 @@ async fn shutdown_is_not_held_up_by_a_client_that_stopped_reading() {
     let mut healthy = WsClient::connect(&broker.ws_url("/sessions")).await;
     assert_eq!(healthy.recv().await, "reset\n1\n1.0.0");
     let _stalled = stalled_watcher(&broker.addr);
-    wait_for(
+    wait_for_metric(
         &broker,
         "switchboard_connections{protocol=\"sessions\"}",
         2.0,

@@ -18,6 +18,54 @@ use crate::Protocol;
 /// counted under `other`, so a client cannot grow the series without bound.
 pub const MAX_CLIENT_VERSIONS: usize = 32;
 
+/// The kinds of long-lived actors, as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    /// The registry (one).
+    Registry,
+    /// The session list's feed (one).
+    SessionFeed,
+    /// One listed session.
+    SessionListing,
+}
+
+impl ActorKind {
+    const ALL: [ActorKind; 3] = [
+        ActorKind::Registry,
+        ActorKind::SessionFeed,
+        ActorKind::SessionListing,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Registry => "registry",
+            ActorKind::SessionFeed => "session_feed",
+            ActorKind::SessionListing => "session_listing",
+        }
+    }
+}
+
+/// Holds one place in `switchboard_actors{kind}` for as long as the actor's
+/// state lives (a supervised restart keeps it), so a leak shows as a count
+/// that never comes down.
+pub struct ActorGauge(IntGauge);
+
+impl ActorGauge {
+    /// Counts one more live actor of `kind`.
+    pub fn new(kind: ActorKind) -> Self {
+        let gauge = metrics().actors.with_label_values(&[kind.as_str()]);
+        gauge.inc();
+        ActorGauge(gauge)
+    }
+}
+
+impl Drop for ActorGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Every series the broker exports.
 pub struct Metrics {
     registry: Registry,
@@ -25,7 +73,9 @@ pub struct Metrics {
     /// Sessions currently listed by the session list.
     pub listed_sessions: IntGauge,
     /// Restarts of supervised actors, by actor kind.
-    pub actor_restarts: IntCounterVec,
+    actor_restarts: IntCounterVec,
+    /// Live long-lived actors, by kind.
+    actors: IntGaugeVec,
     client_versions: IntGaugeVec,
     known_versions: Mutex<HashSet<String>>,
 }
@@ -139,6 +189,11 @@ impl Metrics {
             "Restarts of supervised actors.",
             &["actor"],
         );
+        let actors = gauge_vec(
+            "switchboard_actors",
+            "Live registry, room, service, feed and listing actors, by kind.",
+            &["kind"],
+        );
         let client_versions = gauge_vec(
             "switchboard_session_clients",
             "Session-list watchers that sent `connect`, by client version (at most 32 versions, the rest as `other`).",
@@ -163,8 +218,9 @@ impl Metrics {
                 }
             })
             .collect();
-        for actor in ["registry", "session_feed", "session_listing"] {
-            actor_restarts.with_label_values(&[actor]);
+        for kind in ActorKind::ALL {
+            actor_restarts.with_label_values(&[kind.as_str()]);
+            actors.with_label_values(&[kind.as_str()]);
         }
 
         reg(Box::new(connections));
@@ -178,6 +234,7 @@ impl Metrics {
         reg(Box::new(handling));
         reg(Box::new(listed_sessions.clone()));
         reg(Box::new(actor_restarts.clone()));
+        reg(Box::new(actors.clone()));
         reg(Box::new(client_versions.clone()));
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::new(
@@ -191,6 +248,7 @@ impl Metrics {
             per_protocol,
             listed_sessions,
             actor_restarts,
+            actors,
             client_versions,
             known_versions: Mutex::new(HashSet::new()),
         }
@@ -202,8 +260,10 @@ impl Metrics {
     }
 
     /// Counts one restart of a supervised actor.
-    pub fn actor_restarted(&self, actor: &str) {
-        self.actor_restarts.with_label_values(&[actor]).inc();
+    pub fn actor_restarted(&self, kind: ActorKind) {
+        self.actor_restarts
+            .with_label_values(&[kind.as_str()])
+            .inc();
     }
 
     /// Records a session-list client of `version` as connected and returns

@@ -14,7 +14,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use crate::connection::{ConnId, Disconnect};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::sessions::ListingDirectory;
 use crate::Protocol;
 
@@ -22,6 +22,7 @@ use crate::Protocol;
 pub struct Registry {
     connections: HashMap<ConnId, ConnectionEntry>,
     pub(crate) listings: ListingDirectory,
+    _alive: ActorGauge,
 }
 
 /// What the registry knows of one open connection.
@@ -38,6 +39,7 @@ impl Registry {
         Registry {
             connections: HashMap::new(),
             listings,
+            _alive: ActorGauge::new(ActorKind::Registry),
         }
     }
 }
@@ -49,7 +51,7 @@ impl Actor for Registry {
 impl Supervised for Registry {
     fn restarting(&mut self, _: &mut Self::Context) {
         log::warn!("registry restarting");
-        metrics().actor_restarted("registry");
+        metrics().actor_restarted(ActorKind::Registry);
     }
 }
 

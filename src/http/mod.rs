@@ -8,7 +8,7 @@ pub mod sessions;
 
 use std::sync::Arc;
 
-use actix_web::web;
+use actix_web::{web, HttpResponse, ResponseError};
 use switchboard_actors::Broker;
 
 use crate::config::Config;
@@ -32,7 +32,7 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
         cfg.app_data(
             web::JsonConfig::default()
                 .limit(MAX_JSON_BODY)
-                .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+                .error_handler(|e, _| ApiError::from(e).into()),
         )
         .app_data(
             web::PathConfig::default()
@@ -45,5 +45,16 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
             cfg.route(&sessions.path, web::get().to(crate::ws::sessions))
                 .service(web::scope(&sessions.api_path).configure(sessions::routes));
         }
+        cfg.default_service(web::to(not_found));
     }
+}
+
+/// Any path no API serves.
+async fn not_found() -> HttpResponse {
+    ApiError::NotFound("no such endpoint".into()).error_response()
+}
+
+/// A path that exists, with a method it does not take.
+pub async fn method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed.error_response()
 }

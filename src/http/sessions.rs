@@ -25,14 +25,26 @@ const PUT_ATTEMPTS: usize = 3;
 
 /// Mounts the host API under the configured prefix.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("", web::get().to(list))
-        .route("", web::put().to(resync))
-        .route("/{id}", web::get().to(get))
-        .route("/{id}", web::put().to(put))
-        .route("/{id}", web::patch().to(patch))
-        .route("/{id}", web::delete().to(delete))
-        .route("/{id}/users/{user_id}", web::put().to(put_user))
-        .route("/{id}/users/{user_id}", web::delete().to(delete_user));
+    let resource = |path: &str| {
+        web::resource(path.to_owned()).default_service(web::to(super::method_not_allowed))
+    };
+    cfg.service(
+        resource("")
+            .route(web::get().to(list))
+            .route(web::put().to(resync)),
+    )
+    .service(
+        resource("/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(put))
+            .route(web::patch().to(patch))
+            .route(web::delete().to(delete)),
+    )
+    .service(
+        resource("/{id}/users/{user_id}")
+            .route(web::put().to(put_user))
+            .route(web::delete().to(delete_user)),
+    );
 }
 
 #[derive(Serialize)]

@@ -346,6 +346,20 @@ pub async fn admin(method: &str, url: &str, body: Option<&Value>) -> Reply {
     request(method, url, Some(ADMIN_KEY), body).await
 }
 
+/// Waits until the sample `series` equals `want`; fails after `within`.
+pub async fn wait_for_metric(broker: &Broker, series: &str, want: f64, within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        seen = metric(broker, series).await;
+        if seen == Some(want) {
+            return;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{series} is {seen:?}, expected {want} within {within:?}");
+}
+
 /// The value of one Prometheus sample line (`name{labels} value`), if present.
 pub async fn metric(broker: &Broker, series: &str) -> Option<f64> {
     let reply = request("GET", &broker.http("/metrics"), None, None).await;

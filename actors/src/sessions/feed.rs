@@ -16,7 +16,7 @@ use super::wire::{Epoch, ServerMessage};
 use super::SharedEpoch;
 use crate::connection::{ConnId, Frames, MemberHandle};
 use crate::fanout::FanOut;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::Protocol;
 
 /// A watcher that misses one update holds a wrong listing, so a full queue
@@ -31,6 +31,7 @@ pub struct SessionFeed {
     reset_frame: ByteString,
     listed: BTreeMap<String, ByteString>,
     watchers: FanOut,
+    _alive: ActorGauge,
 }
 
 impl SessionFeed {
@@ -44,6 +45,7 @@ impl SessionFeed {
             expected_client_version,
             listed: BTreeMap::new(),
             watchers: FanOut::new(Protocol::Sessions, EVICT_AFTER_DROPS),
+            _alive: ActorGauge::new(ActorKind::SessionFeed),
         }
     }
 
@@ -71,7 +73,7 @@ impl Actor for SessionFeed {
 impl Supervised for SessionFeed {
     fn restarting(&mut self, _: &mut Self::Context) {
         log::warn!("session feed restarting");
-        metrics().actor_restarted("session_feed");
+        metrics().actor_restarted(ActorKind::SessionFeed);
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::directory::ListingGone;
 use super::feed::{ListingState, Publish, SessionFeed};
 use super::wire::{Epoch, ServerMessage, Session, SessionUser};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::registry::Registry;
 
 /// Why a listing could not do what was asked.
@@ -40,6 +40,7 @@ pub struct SessionListing {
     expiry: Option<SpawnHandle>,
     announced: bool,
     unlisted: bool,
+    _alive: ActorGauge,
 }
 
 impl SessionListing {
@@ -63,6 +64,7 @@ impl SessionListing {
             expiry: None,
             announced: !announce,
             unlisted: false,
+            _alive: ActorGauge::new(ActorKind::SessionListing),
         }
     }
 
@@ -156,7 +158,7 @@ impl Actor for SessionListing {
 impl Supervised for SessionListing {
     fn restarting(&mut self, _: &mut Self::Context) {
         log::warn!("session listing {} restarting", self.session.session_id);
-        metrics().actor_restarted("session_listing");
+        metrics().actor_restarted(ActorKind::SessionListing);
     }
 }
 
