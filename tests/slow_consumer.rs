@@ -72,14 +72,17 @@ async fn flood(url: &str, updates: usize) {
     }
 }
 
-#[actix_rt::test]
-async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
-    let write_timeout = Duration::from_secs(2);
-    let broker = Broker::with(
-        Options::default()
-            .env("LIMITS__OUTBOUND_QUEUE", "8")
-            .env("LIMITS__WRITE_TIMEOUT", "2s"),
-    );
+/// A broker with small mailboxes listing the session `flood`, one watcher
+/// that reads everything (past its snapshot) and one that never reads.
+struct Scene {
+    broker: Broker,
+    url: String,
+    healthy: WsClient,
+    stalled: TcpStream,
+}
+
+async fn scene(options: Options) -> Scene {
+    let broker = Broker::with(options.env("LIMITS__OUTBOUND_QUEUE", "8"));
     let url = create_flood_session(&broker).await;
     let mut healthy = WsClient::connect(&broker.ws_url("/sessions")).await;
     assert_eq!(healthy.recv().await, "reset\n1\n1.0.0");
@@ -92,6 +95,23 @@ async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
         Duration::from_secs(10),
     )
     .await;
+    Scene {
+        broker,
+        url,
+        healthy,
+        stalled,
+    }
+}
+
+#[actix_rt::test]
+async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
+    let write_timeout = Duration::from_secs(2);
+    let Scene {
+        broker,
+        url,
+        mut healthy,
+        stalled,
+    } = scene(Options::default().env("LIMITS__WRITE_TIMEOUT", "2s")).await;
 
     // 8 MiB of updates: far more than the socket buffers and the mailbox hold.
     let updates = 500;
@@ -152,21 +172,15 @@ async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
 #[actix_rt::test]
 async fn shutdown_is_not_held_up_by_a_client_that_stopped_reading() {
     // The kernel deadline is far away: only the shutdown deadline can end this.
-    let mut broker = Broker::with(
+    let Scene {
+        mut broker,
+        url,
+        mut healthy,
+        stalled: _stalled,
+    } = scene(
         Options::default()
-            .env("LIMITS__OUTBOUND_QUEUE", "8")
             .env("LIMITS__WRITE_TIMEOUT", "10m")
             .env("SERVER__SHUTDOWN_TIMEOUT", "1s"),
-    );
-    let url = create_flood_session(&broker).await;
-    let mut healthy = WsClient::connect(&broker.ws_url("/sessions")).await;
-    assert_eq!(healthy.recv().await, "reset\n1\n1.0.0");
-    let _stalled = stalled_watcher(&broker.addr);
-    wait_for_metric(
-        &broker,
-        "switchboard_connections{protocol=\"sessions\"}",
-        2.0,
-        Duration::from_secs(10),
     )
     .await;
     let reader = actix_rt::spawn(async move {

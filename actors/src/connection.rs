@@ -169,7 +169,6 @@ pub struct ConnectionCore {
     bucket: TokenBucket,
     refused_in_a_row: u32,
     fragments: Option<Fragments>,
-    heartbeat_close: Disconnect,
     _ticket: Ticket,
 }
 
@@ -199,7 +198,6 @@ impl ConnectionCore {
             bucket,
             refused_in_a_row: 0,
             fragments: None,
-            heartbeat_close: Disconnect::heartbeat_timeout(),
             _ticket: ticket,
         }
     }
@@ -207,16 +205,6 @@ impl ConnectionCore {
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.id
-    }
-
-    /// The protocol served on this connection.
-    pub fn protocol(&self) -> Protocol {
-        self.protocol
-    }
-
-    /// Sets the close frame sent when the heartbeat times out (a protocol may define its own code).
-    pub fn set_heartbeat_close(&mut self, close: Disconnect) {
-        self.heartbeat_close = close;
     }
 
     /// The handle others use to reach this connection.
@@ -245,8 +233,7 @@ impl ConnectionCore {
         ctx.run_interval(self.limits.heartbeat_interval, move |act, ctx| {
             let core = act.core();
             if core.last_heard.elapsed() > timeout {
-                let close = core.heartbeat_close.clone();
-                core.close(ctx, &close);
+                core.close(ctx, &Disconnect::heartbeat_timeout());
             } else {
                 ctx.ping(b"");
             }
