@@ -126,6 +126,19 @@ mod tests {
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         assert_eq!(s.meta("k").unwrap().as_deref(), Some("2"));
         s.ping().unwrap();
+        let pragma = |name: &str| -> String {
+            s.conn
+                .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Text(t) => t,
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap()
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        assert_eq!(pragma("synchronous"), "2", "2 is FULL");
+        assert_eq!(pragma("foreign_keys"), "1");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
