@@ -97,7 +97,7 @@ async fn health_readiness_and_metrics_answer() {
     let metrics = request("GET", &broker.http("/metrics"), None, None).await;
     assert_eq!(metrics.status, 200);
     for series in [
-        "switchboard_connections{protocol=\"sessions\"}",
+        common::SESSION_CONNECTIONS,
         "switchboard_connections_opened_total{protocol=\"sessions\"}",
         "switchboard_messages_in_total{protocol=\"sessions\"}",
         "switchboard_messages_out_total{protocol=\"sessions\"}",
@@ -109,13 +109,7 @@ async fn health_readiness_and_metrics_answer() {
     ] {
         assert!(metrics.text.contains(series), "missing {series}");
     }
-    wait_for_metric(
-        &broker,
-        "switchboard_connections{protocol=\"sessions\"}",
-        1.0,
-        WAIT,
-    )
-    .await;
+    wait_for_metric(&broker, common::SESSION_CONNECTIONS, 1.0, WAIT).await;
 }
 
 #[actix_rt::test]
@@ -390,13 +384,7 @@ async fn a_client_close_is_answered_and_the_connection_released() {
     .await;
     assert_eq!(w.recv_close().await.code, 1000, "the close is echoed");
     assert!(w.ended().await);
-    wait_for_metric(
-        &broker,
-        "switchboard_connections{protocol=\"sessions\"}",
-        0.0,
-        WAIT,
-    )
-    .await;
+    wait_for_metric(&broker, common::SESSION_CONNECTIONS, 0.0, WAIT).await;
 }
 
 #[actix_rt::test]

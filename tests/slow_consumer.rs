@@ -90,7 +90,7 @@ async fn scene(options: Options) -> Scene {
     let stalled = stalled_watcher(&broker.addr);
     wait_for_metric(
         &broker,
-        "switchboard_connections{protocol=\"sessions\"}",
+        common::SESSION_CONNECTIONS,
         2.0,
         Duration::from_secs(10),
     )
@@ -156,7 +156,7 @@ async fn a_watcher_that_stops_reading_is_removed_and_its_socket_freed() {
     // ...and the kernel deadline aborted its socket although its actor is frozen.
     wait_for_metric(
         &broker,
-        "switchboard_connections{protocol=\"sessions\"}",
+        common::SESSION_CONNECTIONS,
         1.0,
         write_timeout + Duration::from_secs(10),
     )

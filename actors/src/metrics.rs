@@ -191,7 +191,7 @@ impl Metrics {
         );
         let actors = gauge_vec(
             "switchboard_actors",
-            "Live registry, room, service, feed and listing actors, by kind.",
+            "Live long-lived actors (registry, session feed, session listings), by kind.",
             &["kind"],
         );
         let client_versions = gauge_vec(

@@ -17,6 +17,9 @@ use serde_json::Value;
 /// The admin key every test broker is started with.
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
+/// The open-connections gauge of the session list.
+pub const SESSION_CONNECTIONS: &str = "switchboard_connections{protocol=\"sessions\"}";
+
 /// How long a test waits for an expected frame before failing.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
