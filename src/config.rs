@@ -9,9 +9,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use switchboard_actors::concierge::ConciergeSettings;
 use switchboard_actors::limits::Limits;
 use switchboard_actors::sessions::SessionsSettings;
 
@@ -33,6 +35,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[limits]`
     pub limits: Limits,
+    /// `[concierge]`
+    pub concierge: ConciergeConfig,
     /// `[sessions]`
     pub sessions: SessionsConfig,
 }
@@ -66,6 +70,56 @@ pub struct AdminConfig {
     /// Bearer key for state-changing APIs; none means they answer 401.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret>,
+}
+
+/// `[concierge]`: the concierge gateway and its file server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConciergeConfig {
+    /// Whether the protocol (and its file server) is served.
+    pub enabled: bool,
+    /// WebSocket endpoint.
+    pub path: String,
+    /// File server prefix: `{files_path}/{name}/{path}`.
+    pub files_path: String,
+    /// When set, IDENTIFY must carry it (else close 4006).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// Semver requirement on the client's `version` (else close 4007).
+    pub client_version_req: String,
+    /// Time a new connection has to IDENTIFY (else close 4004).
+    #[serde(with = "humantime_serde")]
+    pub identify_timeout: Duration,
+    /// Silence after which a client is closed with 4009.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    /// Longest client or service name.
+    pub max_name_length: usize,
+    /// Root folder of the file server.
+    pub files_dir: PathBuf,
+    /// Largest file a client may upload (larger: 413).
+    pub max_file_size: ByteSize,
+}
+
+impl ConciergeConfig {
+    /// The settings the concierge's actors need (call after validation).
+    pub fn settings(&self) -> Result<ConciergeSettings, ConfigError> {
+        let client_version_req =
+            semver::VersionReq::parse(&self.client_version_req).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "concierge.client_version_req".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(ConciergeSettings {
+            secret: self.secret.as_ref().map(|s| s.expose().to_owned()),
+            client_version_req,
+            identify_timeout: self.identify_timeout,
+            heartbeat_timeout: self.heartbeat_timeout,
+            max_name_length: self.max_name_length,
+            files_dir: self.files_dir.clone(),
+        })
+    }
 }
 
 /// `[sessions]`: the session list protocol.
@@ -230,10 +284,39 @@ impl Config {
         for (key, path) in [
             ("sessions.path", &self.sessions.path),
             ("sessions.api_path", &self.sessions.api_path),
+            ("concierge.path", &self.concierge.path),
+            ("concierge.files_path", &self.concierge.files_path),
         ] {
             if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
                 return Err(invalid(key, "must start with `/` and not end with `/`"));
             }
+        }
+        self.concierge.settings()?;
+        for (key, timeout) in [
+            (
+                "concierge.identify_timeout",
+                self.concierge.identify_timeout,
+            ),
+            (
+                "concierge.heartbeat_timeout",
+                self.concierge.heartbeat_timeout,
+            ),
+        ] {
+            if timeout.is_zero() {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if !(1..=255).contains(&self.concierge.max_name_length) {
+            return Err(invalid(
+                "concierge.max_name_length",
+                "must be between 1 and 255",
+            ));
+        }
+        if self.concierge.files_dir.as_os_str().is_empty() {
+            return Err(invalid("concierge.files_dir", "must not be empty"));
+        }
+        if self.concierge.max_file_size.as_u64() == 0 {
+            return Err(invalid("concierge.max_file_size", "must be greater than 0"));
         }
         if self.sessions.ttl.is_zero() {
             return Err(invalid("sessions.ttl", "must be greater than 0"));
@@ -274,6 +357,15 @@ mod tests {
         let c = Config::load(None).unwrap();
         assert_eq!(c.server.bind, "0.0.0.0:8080");
         assert_eq!(c.sessions.path, "/sessions");
+        assert_eq!(c.concierge.path, "/concierge");
+        assert_eq!(
+            c.concierge
+                .settings()
+                .unwrap()
+                .client_version_req
+                .to_string(),
+            "^0.2.0"
+        );
         assert!(c.admin.api_key.is_none());
     }
 
@@ -297,6 +389,9 @@ mod tests {
         let f = file("[limits]\noutbound_queue = 0\n");
         let e = Config::load(Some(f.path())).unwrap_err().to_string();
         assert!(e.contains("limits.outbound_queue"), "{e}");
+        let f = file("[concierge]\nclient_version_req = \"not a range\"\n");
+        let e = Config::load(Some(f.path())).unwrap_err().to_string();
+        assert!(e.contains("concierge.client_version_req"), "{e}");
     }
 
     #[test]

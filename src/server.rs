@@ -16,7 +16,7 @@ use futures_util::future::{select, Either};
 use switchboard_actors::store::{SqliteStore, StoreError};
 use switchboard_actors::{Broker, BrokerSettings};
 
-use crate::config::{cores, Config};
+use crate::config::{cores, Config, ConfigError};
 use crate::http::{routes, AppState};
 
 /// Why the server could not start or run.
@@ -30,6 +30,17 @@ pub enum ServeError {
         /// What failed.
         source: StoreError,
     },
+    /// The file server's root folder could not be created.
+    #[error("creating the concierge files folder {path}: {source}")]
+    Files {
+        /// The folder.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The configuration does not hold together.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// The listener could not be bound, or the server failed.
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
@@ -46,10 +57,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         path: config.storage.path.display().to_string(),
         source,
     })?;
+    if config.concierge.enabled {
+        let files = &config.concierge.files_dir;
+        std::fs::create_dir_all(files).map_err(|source| ServeError::Files {
+            path: files.display().to_string(),
+            source,
+        })?;
+    }
     let broker = Broker::start(
         BrokerSettings {
             limits: config.limits.clone(),
             sessions: config.sessions.settings(),
+            concierge: config.concierge.settings()?,
             arbiters: cores(),
         },
         db,

@@ -5,7 +5,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
-use switchboard_actors::connection::ConnectionCore;
+use switchboard_actors::concierge::{wire, ConciergeClient};
+use switchboard_actors::connection::{ConnectionCore, Disconnect, Heartbeat};
 use switchboard_actors::metrics::metrics;
 use switchboard_actors::sessions::Watcher;
 use switchboard_actors::Protocol;
@@ -51,6 +52,39 @@ pub async fn sessions(
         broker.session_epoch.clone(),
     );
     ws::WsResponseBuilder::new(watcher, &req, stream)
+        .frame_size(broker.limits.max_frame_bytes())
+        .start()
+}
+
+/// `GET /concierge`: a concierge client. The `ert-concierge` subprotocol is
+/// echoed when offered; the heartbeat is the concierge's own (close 4009).
+pub async fn concierge(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let broker = &state.broker;
+    let settings = &broker.concierge;
+    let heartbeat = Heartbeat {
+        interval: broker
+            .limits
+            .heartbeat_interval
+            .min(settings.heartbeat_timeout / 2),
+        timeout: settings.heartbeat_timeout,
+        close: Disconnect {
+            code: wire::close::HEARTBEAT_TIMEOUT,
+            reason: "heartbeat timeout".into(),
+        },
+    };
+    let core = admit(&req, &state, Protocol::Concierge)?.with_heartbeat(heartbeat);
+    let client = ConciergeClient::new(
+        core,
+        broker.registry.clone(),
+        broker.concierge_lobby.clone(),
+        settings.clone(),
+    );
+    ws::WsResponseBuilder::new(client, &req, stream)
+        .protocols(&[wire::SUBPROTOCOL])
         .frame_size(broker.limits.max_frame_bytes())
         .start()
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::admission::Admission;
+use crate::concierge::{ConciergeDirectory, ConciergeSettings, Lobby};
 use crate::connection::Disconnect;
 use crate::limits::Limits;
 use crate::pool::ArbiterPool;
@@ -19,6 +20,8 @@ pub struct BrokerSettings {
     pub limits: Limits,
     /// The session list's settings.
     pub sessions: SessionsSettings,
+    /// The concierge's settings.
+    pub concierge: ConciergeSettings,
     /// Arbiters for room-like actors (usually the number of cores).
     pub arbiters: usize,
 }
@@ -38,6 +41,10 @@ pub struct Broker {
     pub session_feed: Addr<SessionFeed>,
     /// The session list's current epoch.
     pub session_epoch: SharedEpoch,
+    /// The concierge's fan-out to every identified client.
+    pub concierge_lobby: Addr<Lobby>,
+    /// The concierge's settings.
+    pub concierge: Arc<ConciergeSettings>,
     pool: Arc<ArbiterPool>,
 }
 
@@ -61,8 +68,18 @@ impl Broker {
             Arc::clone(&pool),
             store.clone(),
         );
-        let registry =
-            Supervisor::start_in_arbiter(&pool.next(), move |_| Registry::new(directory));
+        let evict_after = settings.limits.slow_consumer_drops;
+        let concierge_lobby =
+            Supervisor::start_in_arbiter(&pool.next(), move |_| Lobby::new(evict_after));
+        let concierge_directory = ConciergeDirectory::new(
+            concierge_lobby.clone(),
+            Arc::clone(&pool),
+            evict_after,
+            settings.concierge.files_dir.clone(),
+        );
+        let registry = Supervisor::start_in_arbiter(&pool.next(), move |_| {
+            Registry::new(directory, concierge_directory)
+        });
 
         let limits = Arc::new(settings.limits);
         let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
@@ -74,6 +91,8 @@ impl Broker {
             admission,
             session_feed,
             session_epoch,
+            concierge_lobby,
+            concierge: Arc::new(settings.concierge),
             pool,
         })
     }

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_http::ws::Item;
@@ -106,6 +106,30 @@ impl Disconnect {
     }
 }
 
+/// How a connection's liveness is judged: the server pings every `interval`
+/// and closes with `close` once the client has been silent (no frame, no
+/// pong) for `timeout`.
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    /// Time between pings.
+    pub interval: Duration,
+    /// Silence after which the connection is closed.
+    pub timeout: Duration,
+    /// The close frame sent then.
+    pub close: Disconnect,
+}
+
+impl Heartbeat {
+    /// The broker-wide heartbeat of `[limits]`, closing with 1001.
+    pub fn from_limits(limits: &Limits) -> Self {
+        Heartbeat {
+            interval: limits.heartbeat_interval,
+            timeout: limits.heartbeat_timeout,
+            close: Disconnect::heartbeat_timeout(),
+        }
+    }
+}
+
 /// How others reach a connection: its frames and its close switch.
 #[derive(Clone)]
 pub struct MemberHandle {
@@ -153,8 +177,12 @@ pub enum Inbound {
     Text(ByteString),
     /// A binary message (fragments already joined).
     Binary(Bytes),
-    /// A message refused by the rate limit; the protocol answers with its own error.
-    RateLimited,
+    /// A message refused by the rate limit; the protocol answers with its own
+    /// error. `text` tells whether it was a text message.
+    RateLimited {
+        /// Whether the refused message was text (else binary).
+        text: bool,
+    },
 }
 
 /// The shared state of one connection.
@@ -163,6 +191,7 @@ pub struct ConnectionCore {
     protocol: Protocol,
     peer: Option<SocketAddr>,
     limits: Arc<Limits>,
+    heartbeat: Heartbeat,
     registry: Addr<Registry>,
     metrics: &'static ProtocolMetrics,
     last_heard: Instant,
@@ -191,6 +220,7 @@ impl ConnectionCore {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             protocol,
             peer,
+            heartbeat: Heartbeat::from_limits(&limits),
             limits,
             registry,
             metrics: metrics().protocol(protocol),
@@ -200,6 +230,12 @@ impl ConnectionCore {
             fragments: None,
             _ticket: ticket,
         }
+    }
+
+    /// Replaces the broker-wide heartbeat with a protocol's own (before start).
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
     }
 
     /// This connection's id.
@@ -229,11 +265,15 @@ impl ConnectionCore {
             peer: self.peer,
             disconnect: ctx.address().recipient(),
         });
-        let timeout = self.limits.heartbeat_timeout;
-        ctx.run_interval(self.limits.heartbeat_interval, move |act, ctx| {
+        let Heartbeat {
+            interval,
+            timeout,
+            close,
+        } = self.heartbeat.clone();
+        ctx.run_interval(interval, move |act, ctx| {
             let core = act.core();
             if core.last_heard.elapsed() > timeout {
-                core.close(ctx, &Disconnect::heartbeat_timeout());
+                core.close(ctx, &close);
             } else {
                 ctx.ping(b"");
             }
@@ -384,7 +424,9 @@ impl ConnectionCore {
         }
         self.metrics.dropped_rate.inc();
         self.refused_in_a_row += 1;
-        Some(Inbound::RateLimited)
+        Some(Inbound::RateLimited {
+            text: matches!(message, Inbound::Text(_)),
+        })
     }
 
     /// Whether the client has ignored the rate limit long enough to be closed

@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod broker;
+pub mod concierge;
 pub mod connection;
 pub mod fanout;
 pub mod limits;

@@ -27,13 +27,19 @@ pub enum ActorKind {
     SessionFeed,
     /// One listed session.
     SessionListing,
+    /// The concierge's fan-out to every identified client (one).
+    ConciergeLobby,
+    /// One concierge service.
+    ConciergeService,
 }
 
 impl ActorKind {
-    const ALL: [ActorKind; 3] = [
+    const ALL: [ActorKind; 5] = [
         ActorKind::Registry,
         ActorKind::SessionFeed,
         ActorKind::SessionListing,
+        ActorKind::ConciergeLobby,
+        ActorKind::ConciergeService,
     ];
 
     /// The label value.
@@ -42,6 +48,8 @@ impl ActorKind {
             ActorKind::Registry => "registry",
             ActorKind::SessionFeed => "session_feed",
             ActorKind::SessionListing => "session_listing",
+            ActorKind::ConciergeLobby => "concierge_lobby",
+            ActorKind::ConciergeService => "concierge_service",
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct Metrics {
     per_protocol: Vec<ProtocolMetrics>,
     /// Sessions currently listed by the session list.
     pub listed_sessions: IntGauge,
+    /// The concierge's own series.
+    pub concierge: ConciergeMetrics,
     /// Restarts of supervised actors, by actor kind.
     actor_restarts: IntCounterVec,
     /// Live long-lived actors, by kind.
@@ -102,6 +112,30 @@ pub struct ProtocolMetrics {
     pub fanout_size: Histogram,
     /// Time to handle one inbound message, in seconds.
     pub handling_seconds: Histogram,
+}
+
+/// The concierge gateway's series.
+pub struct ConciergeMetrics {
+    /// Identified concierge clients.
+    pub clients: IntGauge,
+    /// Concierge services that exist.
+    pub services: IntGauge,
+    /// MESSAGE payloads accepted, by target kind (`NAME`, `UUID`, `SERVICE`,
+    /// `SERVICE_CLIENT_UUID`, `ALL`), resolved once in that order.
+    messages: [IntCounter; 5],
+}
+
+impl ConciergeMetrics {
+    /// The wire names of the target kinds, in the order of `messages`.
+    pub const TARGETS: [&'static str; 5] =
+        ["NAME", "UUID", "SERVICE", "SERVICE_CLIENT_UUID", "ALL"];
+
+    /// Counts one MESSAGE to a target of `kind` (one of [`Self::TARGETS`]).
+    pub fn message(&self, kind: &str) {
+        if let Some(i) = Self::TARGETS.iter().position(|t| *t == kind) {
+            self.messages[i].inc();
+        }
+    }
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -191,7 +225,7 @@ impl Metrics {
         );
         let actors = gauge_vec(
             "switchboard_actors",
-            "Live long-lived actors (registry, session feed, session listings), by kind.",
+            "Live long-lived actors (registry, session feed and listings, concierge lobby and services), by kind.",
             &["kind"],
         );
         let client_versions = gauge_vec(
@@ -199,6 +233,28 @@ impl Metrics {
             "Session-list watchers that sent `connect`, by client version (at most 32 versions, the rest as `other`).",
             &["version"],
         );
+
+        let concierge_clients = IntGauge::new(
+            "switchboard_concierge_clients",
+            "Identified concierge clients.",
+        )
+        .expect("valid gauge");
+        let concierge_services = IntGauge::new(
+            "switchboard_concierge_services",
+            "Concierge services that exist.",
+        )
+        .expect("valid gauge");
+        let concierge_messages = counter_vec(
+            "switchboard_concierge_messages_total",
+            "Concierge MESSAGE payloads accepted, by target kind.",
+            &["target"],
+        );
+        let concierge = ConciergeMetrics {
+            clients: concierge_clients.clone(),
+            services: concierge_services.clone(),
+            messages: ConciergeMetrics::TARGETS
+                .map(|target| concierge_messages.with_label_values(&[target])),
+        };
 
         let per_protocol = Protocol::ALL
             .iter()
@@ -233,6 +289,9 @@ impl Metrics {
         reg(Box::new(fanout));
         reg(Box::new(handling));
         reg(Box::new(listed_sessions.clone()));
+        reg(Box::new(concierge_clients));
+        reg(Box::new(concierge_services));
+        reg(Box::new(concierge_messages));
         reg(Box::new(actor_restarts.clone()));
         reg(Box::new(actors.clone()));
         reg(Box::new(client_versions.clone()));
@@ -247,6 +306,7 @@ impl Metrics {
             registry,
             per_protocol,
             listed_sessions,
+            concierge,
             actor_restarts,
             actors,
             client_versions,

@@ -8,17 +8,20 @@ use std::fmt;
 /// One of the WebSocket protocols served by the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
+    /// The concierge gateway: identified clients, services, targeted messages, files.
+    Concierge,
     /// The session list: game sessions broadcast to watchers as text lines.
     Sessions,
 }
 
 impl Protocol {
     /// Every protocol, in a fixed order (metrics are pre-created for each).
-    pub const ALL: [Protocol; 1] = [Protocol::Sessions];
+    pub const ALL: [Protocol; 2] = [Protocol::Concierge, Protocol::Sessions];
 
     /// The name used in metrics labels, logs and config sections.
     pub const fn as_str(self) -> &'static str {
         match self {
+            Protocol::Concierge => "concierge",
             Protocol::Sessions => "sessions",
         }
     }
@@ -26,7 +29,8 @@ impl Protocol {
     /// A dense index for per-protocol tables.
     pub const fn index(self) -> usize {
         match self {
-            Protocol::Sessions => 0,
+            Protocol::Concierge => 0,
+            Protocol::Sessions => 1,
         }
     }
 }

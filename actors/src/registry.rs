@@ -5,7 +5,8 @@
 //! address of the target so the hot path (a message to a room, a broadcast)
 //! goes straight there. It also knows every open connection, which is how
 //! the broker closes them all with 1001 at shutdown. Each protocol adds its
-//! part of the directory in its own folder (see `sessions::directory`).
+//! part of the directory in its own folder (`sessions::directory`,
+//! `concierge::directory`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
+use crate::concierge::ConciergeDirectory;
 use crate::connection::{ConnId, Disconnect};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::sessions::ListingDirectory;
@@ -22,6 +24,7 @@ use crate::Protocol;
 pub struct Registry {
     connections: HashMap<ConnId, ConnectionEntry>,
     pub(crate) listings: ListingDirectory,
+    pub(crate) concierge: ConciergeDirectory,
     _alive: ActorGauge,
 }
 
@@ -34,11 +37,12 @@ struct ConnectionEntry {
 }
 
 impl Registry {
-    /// A registry whose session list part is `listings`.
-    pub(crate) fn new(listings: ListingDirectory) -> Self {
+    /// A registry made of each protocol's part of the directory.
+    pub(crate) fn new(listings: ListingDirectory, concierge: ConciergeDirectory) -> Self {
         Registry {
             connections: HashMap::new(),
             listings,
+            concierge,
             _alive: ActorGauge::new(ActorKind::Registry),
         }
     }

@@ -28,6 +28,7 @@ const MAX_JSON_BODY: usize = 4 * 1024 * 1024;
 /// Registers every route for `config`.
 pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'static {
     let sessions = config.sessions.clone();
+    let concierge = config.concierge.clone();
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(
             web::JsonConfig::default()
@@ -41,6 +42,9 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
         .route("/metrics", web::get().to(observe::metrics))
         .route("/healthz", web::get().to(observe::healthz))
         .route("/readyz", web::get().to(observe::readyz));
+        if concierge.enabled {
+            cfg.route(&concierge.path, web::get().to(crate::ws::concierge));
+        }
         if sessions.enabled {
             cfg.route(&sessions.path, web::get().to(crate::ws::sessions))
                 .service(web::scope(&sessions.api_path).configure(sessions::routes));

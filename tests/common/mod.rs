@@ -91,6 +91,7 @@ impl Broker {
         cmd.env("SWITCHBOARD_SERVER__BIND", "127.0.0.1:0")
             .env("SWITCHBOARD_SERVER__WORKERS", "2")
             .env("SWITCHBOARD_STORAGE__PATH", data.join("switchboard.db"))
+            .env("SWITCHBOARD_CONCIERGE__FILES_DIR", data.join("files"))
             .env("SWITCHBOARD_ADMIN__API_KEY", ADMIN_KEY)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -197,6 +198,11 @@ impl Drop for Broker {
     }
 }
 
+/// The time until `deadline` (zero once passed).
+fn left(deadline: std::time::Instant) -> Duration {
+    deadline.saturating_duration_since(std::time::Instant::now())
+}
+
 /// A real WebSocket client.
 pub struct WsClient {
     conn: Framed<BoxedSocket, ws::Codec>,
@@ -219,14 +225,30 @@ impl WsClient {
 
     /// Connects to `url`, or returns the upgrade error.
     pub async fn try_connect(url: &str) -> Result<WsClient, awc::error::WsClientError> {
-        let (_, conn) = awc::Client::builder()
+        Ok(WsClient::connect_with_protocols(url, &[]).await?.0)
+    }
+
+    /// Connects offering `protocols` (Sec-WebSocket-Protocol); returns the
+    /// client and the subprotocol the server chose, if any.
+    pub async fn connect_with_protocols(
+        url: &str,
+        protocols: &[&str],
+    ) -> Result<(WsClient, Option<String>), awc::error::WsClientError> {
+        let mut request = awc::Client::builder()
             .timeout(Duration::from_secs(10))
             .finish()
             .ws(url)
-            .max_frame_size(16 * 1024 * 1024)
-            .connect()
-            .await?;
-        Ok(WsClient { conn })
+            .max_frame_size(16 * 1024 * 1024);
+        if !protocols.is_empty() {
+            request = request.protocols(protocols);
+        }
+        let (response, conn) = request.connect().await?;
+        let chosen = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((WsClient { conn }, chosen))
     }
 
     /// Sends a text message.
@@ -244,8 +266,9 @@ impl WsClient {
 
     /// The next data or close frame (pings are answered, pongs skipped).
     pub async fn next_frame(&mut self) -> Frame {
+        let deadline = std::time::Instant::now() + FRAME_TIMEOUT;
         loop {
-            let frame = actix_rt::time::timeout(FRAME_TIMEOUT, self.conn.next())
+            let frame = actix_rt::time::timeout(left(deadline), self.conn.next())
                 .await
                 .expect("timed out waiting for a frame")
                 .expect("connection ended without a close frame")
@@ -256,6 +279,28 @@ impl WsClient {
                 }
                 Frame::Pong(_) => {}
                 other => return other,
+            }
+        }
+    }
+
+    /// Sends a ping and waits for its pong (answering the server's pings).
+    pub async fn ping(&mut self, payload: &[u8]) {
+        self.send_message(ws::Message::Ping(payload.to_vec().into()))
+            .await;
+        let deadline = std::time::Instant::now() + FRAME_TIMEOUT;
+        loop {
+            let frame = actix_rt::time::timeout(left(deadline), self.conn.next())
+                .await
+                .expect("timed out waiting for a pong")
+                .expect("connection ended")
+                .expect("protocol error");
+            match frame {
+                Frame::Pong(got) if got == payload => return,
+                Frame::Ping(p) => {
+                    let _ = self.conn.send(ws::Message::Pong(p)).await;
+                }
+                Frame::Pong(_) => {}
+                other => panic!("expected a pong, got {other:?}"),
             }
         }
     }
@@ -289,14 +334,17 @@ impl WsClient {
         }
     }
 
-    /// Asserts that nothing arrives for `wait` (pings aside).
+    /// Asserts that nothing arrives for `wait` (pings are answered).
     pub async fn expect_silence(&mut self, wait: Duration) {
         let deadline = std::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match actix_rt::time::timeout(left, self.conn.next()).await {
                 Err(_) => return,
-                Ok(Some(Ok(Frame::Ping(_) | Frame::Pong(_)))) => {}
+                Ok(Some(Ok(Frame::Ping(payload)))) => {
+                    let _ = self.conn.send(ws::Message::Pong(payload)).await;
+                }
+                Ok(Some(Ok(Frame::Pong(_)))) => {}
                 Ok(other) => panic!("expected silence, got {other:?}"),
             }
         }
@@ -304,8 +352,9 @@ impl WsClient {
 
     /// Whether the server ends the TCP connection (its close frame aside).
     pub async fn ended(&mut self) -> bool {
+        let deadline = std::time::Instant::now() + FRAME_TIMEOUT;
         loop {
-            match actix_rt::time::timeout(FRAME_TIMEOUT, self.conn.next()).await {
+            match actix_rt::time::timeout(left(deadline), self.conn.next()).await {
                 Ok(Some(Ok(Frame::Close(_) | Frame::Ping(_) | Frame::Pong(_)))) => {}
                 Ok(None) | Ok(Some(Err(_))) => return true,
                 Ok(Some(Ok(_))) | Err(_) => return false,
@@ -342,6 +391,28 @@ pub async fn request(method: &str, url: &str, key: Option<&str>, body: Option<&V
         json: serde_json::from_str(&text).unwrap_or(Value::Null),
         text,
     }
+}
+
+/// Sends a request with raw `body` bytes and extra `headers`.
+pub async fn request_raw(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut req = client.request(method.parse().expect("method"), url);
+    for (name, value) in headers {
+        req = req.insert_header((*name, *value));
+    }
+    let mut resp = req
+        .send_body(body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let bytes = resp.body().limit(64 * 1024 * 1024).await.expect("body");
+    (resp.status().as_u16(), bytes.to_vec())
 }
 
 /// Sends a request with the admin key.

@@ -92,7 +92,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for Watcher {
             Inbound::Binary(_) => {
                 self.reply_error(ctx, "binary messages are not part of this protocol".into())
             }
-            Inbound::RateLimited => {
+            Inbound::RateLimited { .. } => {
                 self.reply_error(ctx, "rate limit exceeded".into());
                 self.core.close_if_abusive(ctx);
             }

@@ -1,0 +1,492 @@
+//! The concierge's part of the registry: who is identified under which name
+//! and key, which services exist, who owns and who subscribes to them.
+//!
+//! Every change goes through here, in one actor, so names are claimed
+//! atomically and every fetch sees one consistent state; the service actors
+//! and the lobby only deliver. Announcements are encoded here once and
+//! handed to the lobby or the service that fans them out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::lobby::{Announce, Enter, Exit, Lobby};
+use super::service::{AddSubscriber, Deleted, RemoveSubscriber, Service};
+use super::wire::{ClientInfo, PayloadOut, ServiceInfo};
+use crate::connection::{Frames, MemberHandle};
+use crate::metrics::metrics;
+use crate::pool::ArbiterPool;
+use crate::registry::Registry;
+
+/// The concierge's directory, held by the registry.
+pub struct ConciergeDirectory {
+    clients: HashMap<Uuid, ClientEntry>,
+    /// Names of identified clients, in name order (CLIENT_FETCH_ALL lists them so).
+    names: BTreeMap<String, Uuid>,
+    /// Names of clients whose departure is still being announced; they cannot
+    /// be claimed until their CLIENT_LEFT is out and their folder is gone.
+    leaving: HashSet<String>,
+    services: BTreeMap<String, ServiceEntry>,
+    lobby: Addr<Lobby>,
+    pool: Arc<ArbiterPool>,
+    evict_after: u32,
+    files_dir: PathBuf,
+}
+
+struct ClientEntry {
+    info: Arc<ClientInfo>,
+    member: MemberHandle,
+    subscriptions: BTreeSet<String>,
+    owned: BTreeSet<String>,
+}
+
+struct ServiceEntry {
+    /// The service's info; `subscribers` in the order they subscribed.
+    info: ServiceInfo,
+    addr: Addr<Service>,
+}
+
+impl ConciergeDirectory {
+    /// An empty directory announcing through `lobby`.
+    pub(crate) fn new(
+        lobby: Addr<Lobby>,
+        pool: Arc<ArbiterPool>,
+        evict_after: u32,
+        files_dir: PathBuf,
+    ) -> Self {
+        ConciergeDirectory {
+            clients: HashMap::new(),
+            names: BTreeMap::new(),
+            leaving: HashSet::new(),
+            services: BTreeMap::new(),
+            lobby,
+            pool,
+            evict_after,
+            files_dir,
+        }
+    }
+
+    fn announce(&self, payload: PayloadOut<'_>) {
+        self.lobby
+            .do_send(Announce(Frames::One(payload.encode(None).into())));
+    }
+
+    fn subscriptions_of(&self, entry: &ClientEntry) -> Vec<ServiceInfo> {
+        entry
+            .subscriptions
+            .iter()
+            .filter_map(|name| self.services.get(name))
+            .map(|s| s.info.clone())
+            .collect()
+    }
+
+    /// Removes a service: every subscriber forgets it, its actor refuses
+    /// further messages. Returns its last info.
+    fn remove_service(&mut self, name: &str) -> Option<ServiceInfo> {
+        let entry = self.services.remove(name)?;
+        for uuid in &entry.info.subscribers {
+            if let Some(client) = self.clients.get_mut(uuid) {
+                client.subscriptions.remove(name);
+            }
+        }
+        if let Some(owner) = self.clients.get_mut(&entry.info.owner_uuid) {
+            owner.owned.remove(name);
+        }
+        entry.addr.do_send(Deleted);
+        metrics().concierge.services.dec();
+        Some(entry.info)
+    }
+}
+
+/// The name is taken (close 4005).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("name taken")]
+pub struct NameTaken;
+
+/// A client passed the IDENTIFY checks: claim its name, announce it, and add
+/// it to the lobby.
+#[derive(Message)]
+#[rtype(result = "Result<(), NameTaken>")]
+pub struct Identify {
+    /// The client as others will see it.
+    pub info: ClientInfo,
+    /// Its connection.
+    pub member: MemberHandle,
+}
+
+impl Handler<Identify> for Registry {
+    type Result = Result<(), NameTaken>;
+    fn handle(&mut self, msg: Identify, _: &mut Self::Context) -> Self::Result {
+        let dir = &mut self.concierge;
+        let name = &msg.info.name;
+        if dir.names.contains_key(name) || dir.leaving.contains(name) {
+            return Err(NameTaken);
+        }
+        dir.announce(PayloadOut::ClientJoined { client: &msg.info });
+        dir.lobby.do_send(Enter(msg.member.clone()));
+        dir.names.insert(name.clone(), msg.info.uuid);
+        dir.clients.insert(
+            msg.info.uuid,
+            ClientEntry {
+                info: Arc::new(msg.info),
+                member: msg.member,
+                subscriptions: BTreeSet::new(),
+                owned: BTreeSet::new(),
+            },
+        );
+        metrics().concierge.clients.inc();
+        Ok(())
+    }
+}
+
+/// An identified client's connection ended. In order: its services are
+/// deleted (SERVICE_DELETE_RESULT to everyone), it leaves every service it
+/// subscribed to (SERVICE_CLIENT_UNSUBSCRIBED to their subscribers), then
+/// CLIENT_LEFT goes to everyone; its folder is removed before its name can
+/// be claimed again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave(pub Uuid);
+
+impl Handler<Leave> for Registry {
+    type Result = ();
+    fn handle(&mut self, Leave(uuid): Leave, ctx: &mut Self::Context) {
+        let dir = &mut self.concierge;
+        let Some(entry) = dir.clients.remove(&uuid) else {
+            return;
+        };
+        metrics().concierge.clients.dec();
+        let name = entry.info.name.clone();
+        dir.names.remove(&name);
+        dir.leaving.insert(name.clone());
+        dir.lobby.do_send(Exit(entry.member.id));
+
+        let deleted: Vec<_> = entry
+            .owned
+            .iter()
+            .filter_map(|service| dir.remove_service(service))
+            .map(|service| {
+                PayloadOut::ServiceDeleteResult { service: &service }
+                    .encode(None)
+                    .into()
+            })
+            .collect();
+        let mut unsubscribed = Vec::new();
+        for service in &entry.subscriptions {
+            let Some(s) = dir.services.get_mut(service) else {
+                continue;
+            };
+            s.info.subscribers.retain(|u| *u != uuid);
+            let announce = PayloadOut::ServiceClientUnsubscribed {
+                client: &entry.info,
+                service: &s.info,
+            };
+            let removal = RemoveSubscriber {
+                uuid,
+                announce: Frames::One(announce.encode(None).into()),
+            };
+            unsubscribed.push((s.addr.clone(), removal));
+        }
+        let left = Frames::One(
+            PayloadOut::ClientLeft {
+                client: &entry.info,
+            }
+            .encode(None)
+            .into(),
+        );
+        let lobby = dir.lobby.clone();
+        let files_dir = dir.files_dir.clone();
+        // Each step is sent only once the one before is queued everywhere
+        // (`send` enqueues at once, so the messages are created in order).
+        let departure = async move {
+            if !deleted.is_empty() {
+                let _ = lobby.send(Announce(Frames::from(deleted))).await;
+            }
+            let removals: Vec<_> = unsubscribed
+                .into_iter()
+                .map(|(service, removal)| service.send(removal))
+                .collect();
+            for removal in removals {
+                let _ = removal.await;
+            }
+            let _ = lobby.send(Announce(left)).await;
+            if let Err(e) = super::remove_client_folder(&files_dir, &entry.info.name).await {
+                log::error!("could not remove the files of {}: {e}", entry.info.name);
+            }
+        };
+        ctx.spawn(departure.into_actor(self).map(move |(), registry, _| {
+            registry.concierge.leaving.remove(&name);
+        }));
+    }
+}
+
+/// The result of [`CreateService`].
+pub enum Creation {
+    /// A new service (announced to everyone).
+    Created(ServiceInfo),
+    /// A service of that name exists already.
+    Exists(ServiceInfo),
+}
+
+/// Creates a service owned by the sender.
+#[derive(Message)]
+#[rtype(result = "Option<Creation>")]
+pub struct CreateService {
+    /// The owner.
+    pub owner: Uuid,
+    /// The service's name.
+    pub name: String,
+    /// Its nickname.
+    pub nickname: Option<String>,
+}
+
+impl Handler<CreateService> for Registry {
+    type Result = Option<Creation>;
+    fn handle(&mut self, msg: CreateService, _: &mut Self::Context) -> Self::Result {
+        let dir = &mut self.concierge;
+        if let Some(existing) = dir.services.get(&msg.name) {
+            return Some(Creation::Exists(existing.info.clone()));
+        }
+        let owner = dir.clients.get_mut(&msg.owner)?;
+        let info = ServiceInfo {
+            name: msg.name,
+            nickname: msg.nickname,
+            owner_uuid: msg.owner,
+            subscribers: Vec::new(),
+        };
+        let (header, member, evict_after) = (info.clone(), owner.member.clone(), dir.evict_after);
+        let addr = Supervisor::start_in_arbiter(&dir.pool.next(), move |_| {
+            Service::new(header, member, evict_after)
+        });
+        owner.owned.insert(info.name.clone());
+        dir.services.insert(
+            info.name.clone(),
+            ServiceEntry {
+                info: info.clone(),
+                addr,
+            },
+        );
+        metrics().concierge.services.inc();
+        dir.announce(PayloadOut::ServiceCreateResult {
+            successful: true,
+            service: &info,
+        });
+        Some(Creation::Created(info))
+    }
+}
+
+/// Why a SERVICE_DELETE was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DeleteRefused {
+    /// No service of that name (INVALID_SERVICE).
+    #[error("no such service")]
+    NoSuchService,
+    /// The sender does not own it (BAD).
+    #[error("not the owner")]
+    NotOwner,
+}
+
+/// Deletes a service; only its owner may.
+#[derive(Message)]
+#[rtype(result = "Result<ServiceInfo, DeleteRefused>")]
+pub struct DeleteService {
+    /// Who asks.
+    pub requester: Uuid,
+    /// The service.
+    pub name: String,
+}
+
+impl Handler<DeleteService> for Registry {
+    type Result = Result<ServiceInfo, DeleteRefused>;
+    fn handle(&mut self, msg: DeleteService, _: &mut Self::Context) -> Self::Result {
+        let dir = &mut self.concierge;
+        let service = dir
+            .services
+            .get(&msg.name)
+            .ok_or(DeleteRefused::NoSuchService)?;
+        if service.info.owner_uuid != msg.requester {
+            return Err(DeleteRefused::NotOwner);
+        }
+        let info = dir
+            .remove_service(&msg.name)
+            .ok_or(DeleteRefused::NoSuchService)?;
+        dir.announce(PayloadOut::ServiceDeleteResult { service: &info });
+        Ok(info)
+    }
+}
+
+/// No service of that name (INVALID_SERVICE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no such service")]
+pub struct NoSuchService;
+
+/// Subscribes (`subscribe: true`) or unsubscribes a client. Answers whether
+/// anything changed (the `successful` flag) and the service's info after.
+#[derive(Message)]
+#[rtype(result = "Result<(bool, ServiceInfo), NoSuchService>")]
+pub struct Subscription {
+    /// The client.
+    pub uuid: Uuid,
+    /// The service.
+    pub service: String,
+    /// Subscribe or unsubscribe.
+    pub subscribe: bool,
+}
+
+impl Handler<Subscription> for Registry {
+    type Result = Result<(bool, ServiceInfo), NoSuchService>;
+    fn handle(&mut self, msg: Subscription, _: &mut Self::Context) -> Self::Result {
+        let dir = &mut self.concierge;
+        let service = dir.services.get_mut(&msg.service).ok_or(NoSuchService)?;
+        let client = dir.clients.get_mut(&msg.uuid).ok_or(NoSuchService)?;
+        let changed = if msg.subscribe {
+            client.subscriptions.insert(msg.service.clone())
+        } else {
+            client.subscriptions.remove(&msg.service)
+        };
+        if changed {
+            if msg.subscribe {
+                service.info.subscribers.push(msg.uuid);
+            } else {
+                service.info.subscribers.retain(|u| *u != msg.uuid);
+            }
+            if msg.subscribe {
+                let announce = PayloadOut::ServiceClientSubscribed {
+                    client: &client.info,
+                    service: &service.info,
+                };
+                service.addr.do_send(AddSubscriber {
+                    uuid: msg.uuid,
+                    member: client.member.clone(),
+                    announce: Frames::One(announce.encode(None).into()),
+                });
+            } else {
+                let announce = PayloadOut::ServiceClientUnsubscribed {
+                    client: &client.info,
+                    service: &service.info,
+                };
+                service.addr.do_send(RemoveSubscriber {
+                    uuid: msg.uuid,
+                    announce: Frames::One(announce.encode(None).into()),
+                });
+            }
+        }
+        Ok((changed, service.info.clone()))
+    }
+}
+
+/// A client's info and the services it subscribes to (SELF_FETCH,
+/// CLIENT_FETCH); `None` when no identified client has that uuid.
+#[derive(Message)]
+#[rtype(result = "Option<(ClientInfo, Vec<ServiceInfo>)>")]
+pub struct FetchClient(pub Uuid);
+
+impl Handler<FetchClient> for Registry {
+    type Result = Option<(ClientInfo, Vec<ServiceInfo>)>;
+    fn handle(&mut self, FetchClient(uuid): FetchClient, _: &mut Self::Context) -> Self::Result {
+        let dir = &self.concierge;
+        let entry = dir.clients.get(&uuid)?;
+        Some((ClientInfo::clone(&entry.info), dir.subscriptions_of(entry)))
+    }
+}
+
+/// Every identified client, in name order.
+#[derive(Message)]
+#[rtype(result = "Vec<ClientInfo>")]
+pub struct FetchClients;
+
+impl Handler<FetchClients> for Registry {
+    type Result = Vec<ClientInfo>;
+    fn handle(&mut self, _: FetchClients, _: &mut Self::Context) -> Self::Result {
+        let dir = &self.concierge;
+        dir.names
+            .values()
+            .filter_map(|uuid| dir.clients.get(uuid))
+            .map(|entry| ClientInfo::clone(&entry.info))
+            .collect()
+    }
+}
+
+/// One service's info (SERVICE_FETCH).
+#[derive(Message)]
+#[rtype(result = "Option<ServiceInfo>")]
+pub struct FetchService(pub String);
+
+impl Handler<FetchService> for Registry {
+    type Result = Option<ServiceInfo>;
+    fn handle(&mut self, FetchService(name): FetchService, _: &mut Self::Context) -> Self::Result {
+        self.concierge.services.get(&name).map(|s| s.info.clone())
+    }
+}
+
+/// Every service, in name order (SERVICE_FETCH_ALL).
+#[derive(Message)]
+#[rtype(result = "Vec<ServiceInfo>")]
+pub struct FetchServices;
+
+impl Handler<FetchServices> for Registry {
+    type Result = Vec<ServiceInfo>;
+    fn handle(&mut self, _: FetchServices, _: &mut Self::Context) -> Self::Result {
+        self.concierge
+            .services
+            .values()
+            .map(|s| s.info.clone())
+            .collect()
+    }
+}
+
+/// How a MESSAGE names one client.
+pub enum ClientRef {
+    /// By name (`NAME` target).
+    Name(String),
+    /// By uuid (`UUID` target).
+    Uuid(Uuid),
+}
+
+/// The connection of one identified client, for a direct MESSAGE.
+#[derive(Message)]
+#[rtype(result = "Option<MemberHandle>")]
+pub struct FindClient(pub ClientRef);
+
+impl Handler<FindClient> for Registry {
+    type Result = Option<MemberHandle>;
+    fn handle(&mut self, FindClient(target): FindClient, _: &mut Self::Context) -> Self::Result {
+        let dir = &self.concierge;
+        let uuid = match target {
+            ClientRef::Name(name) => *dir.names.get(&name)?,
+            ClientRef::Uuid(uuid) => uuid,
+        };
+        dir.clients.get(&uuid).map(|c| c.member.clone())
+    }
+}
+
+/// The actor of a service, for a MESSAGE through it.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<Service>>")]
+pub struct FindService(pub String);
+
+impl Handler<FindService> for Registry {
+    type Result = Option<Addr<Service>>;
+    fn handle(&mut self, FindService(name): FindService, _: &mut Self::Context) -> Self::Result {
+        self.concierge.services.get(&name).map(|s| s.addr.clone())
+    }
+}
+
+/// The name of the identified client whose file-server key (its HELLO uuid)
+/// this is, if any.
+#[derive(Message)]
+#[rtype(result = "Option<String>")]
+pub struct FileKeyOwner(pub Uuid);
+
+impl Handler<FileKeyOwner> for Registry {
+    type Result = Option<String>;
+    fn handle(&mut self, FileKeyOwner(key): FileKeyOwner, _: &mut Self::Context) -> Self::Result {
+        self.concierge
+            .clients
+            .get(&key)
+            .map(|c| c.info.name.clone())
+    }
+}

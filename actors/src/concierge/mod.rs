@@ -1,0 +1,87 @@
+//! The concierge gateway (PROTOCOLS.md §1, seed `002`): clients identify,
+//! create services, subscribe, send targeted messages and share files.
+//!
+//! - [`wire`]: the exact JSON payloads, pure.
+//! - [`ConciergeClient`]: the connection actor of one client; identification,
+//!   `seq` numbering, and every payload's reply.
+//! - [`Service`]: one actor per service; owner and subscribers, and the
+//!   relay of MESSAGEs through the service, encoded once.
+//! - [`Lobby`]: the fan-out to every identified client (`ALL`, joins, leaves,
+//!   service creation and deletion).
+//! - the concierge part of the [`Registry`](crate::registry::Registry)
+//!   (`directory`): names, keys, services and subscriptions, the single
+//!   authority that every fetch reads and every change goes through.
+//!
+//! The file server (`/fs/...`) is HTTP and lives in the server crate; it asks
+//! the registry who owns a key ([`FileKeyOwner`]). A client's folder is
+//! removed here, when the client leaves.
+
+mod client;
+mod directory;
+mod lobby;
+mod service;
+pub mod wire;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use client::ConciergeClient;
+pub use directory::{ConciergeDirectory, FileKeyOwner};
+pub use lobby::Lobby;
+pub use service::Service;
+
+/// Settings of the concierge (`[concierge]` in the config).
+#[derive(Debug, Clone)]
+pub struct ConciergeSettings {
+    /// When set, IDENTIFY must carry this secret (else close 4006).
+    pub secret: Option<String>,
+    /// Client versions accepted (else close 4007).
+    pub client_version_req: semver::VersionReq,
+    /// Time a new connection has to IDENTIFY (else close 4004).
+    pub identify_timeout: Duration,
+    /// Silence after which an identified client is closed with 4009.
+    pub heartbeat_timeout: Duration,
+    /// Longest client or service name.
+    pub max_name_length: usize,
+    /// Root of the file server; each client has the folder `files_dir/{name}`.
+    pub files_dir: PathBuf,
+}
+
+/// Creates a client's file-server folder, off the actor threads. HELLO hands
+/// out the file-server key, so the folder must exist before it is sent.
+pub async fn create_client_folder(files_dir: &Path, name: &str) -> std::io::Result<()> {
+    let folder = client_folder(files_dir, name)?;
+    blocking(move || std::fs::create_dir_all(folder)).await
+}
+
+/// Removes a client's file-server folder and everything in it, off the actor
+/// threads.
+pub async fn remove_client_folder(files_dir: &Path, name: &str) -> std::io::Result<()> {
+    let folder = client_folder(files_dir, name)?;
+    blocking(move || match std::fs::remove_dir_all(&folder) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    })
+    .await
+}
+
+/// `files_dir/name`; a name that is not a valid client name never reaches
+/// the filesystem.
+fn client_folder(files_dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    if wire::valid_client_name(name, usize::MAX) {
+        Ok(files_dir.join(name))
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a client name",
+        ))
+    }
+}
+
+async fn blocking(
+    work: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) -> std::io::Result<()> {
+    actix_rt::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}

@@ -1,0 +1,191 @@
+//! The Service actor: one concierge service, its owner and its subscribers.
+//!
+//! The registry decides who is subscribed (it is the authority every fetch
+//! reads) and tells the service, which keeps the delivery side: the owner's
+//! and the subscribers' handles. A MESSAGE through the service comes straight
+//! from the sender's connection, is encoded once here with the service as its
+//! origin, and goes out through the fan-out helper.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::wire::{encode_message, ClientInfo, ServiceInfo, Target};
+use crate::connection::{ConnId, Frames, MemberHandle};
+use crate::fanout::{Delivery, FanOut};
+use crate::metrics::{metrics, ActorGauge, ActorKind};
+use crate::Protocol;
+
+/// One service. Runs supervised on the arbiter pool.
+pub struct Service {
+    /// Name, nickname and owner; `subscribers` stays empty (this is the
+    /// `origin.service` of every relayed message).
+    header: ServiceInfo,
+    owner: FanOut,
+    owner_conn: ConnId,
+    subscribers: FanOut,
+    by_uuid: HashMap<Uuid, ConnId>,
+    deleted: bool,
+    _alive: ActorGauge,
+}
+
+impl Service {
+    /// A service owned by `owner`, with no subscribers yet.
+    pub fn new(mut header: ServiceInfo, owner: MemberHandle, evict_after: u32) -> Self {
+        header.subscribers.clear();
+        let owner_conn = owner.id;
+        let mut owner_fan = FanOut::new(Protocol::Concierge, evict_after);
+        owner_fan.join(owner);
+        Service {
+            header,
+            owner: owner_fan,
+            owner_conn,
+            subscribers: FanOut::new(Protocol::Concierge, evict_after),
+            by_uuid: HashMap::new(),
+            deleted: false,
+            _alive: ActorGauge::new(ActorKind::ConciergeService),
+        }
+    }
+
+    fn forget(&mut self, removed: &[ConnId]) {
+        if !removed.is_empty() {
+            self.by_uuid.retain(|_, conn| !removed.contains(conn));
+        }
+    }
+}
+
+impl Actor for Service {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Service {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        log::warn!("concierge service {} restarting", self.header.name);
+        metrics().actor_restarted(ActorKind::ConciergeService);
+    }
+}
+
+/// A client subscribed: add it, then send `announce`
+/// (SERVICE_CLIENT_SUBSCRIBED) to every subscriber, the new one included.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AddSubscriber {
+    /// The subscriber's uuid.
+    pub uuid: Uuid,
+    /// Its connection.
+    pub member: MemberHandle,
+    /// The announcement, encoded by the registry.
+    pub announce: Frames,
+}
+
+impl Handler<AddSubscriber> for Service {
+    type Result = ();
+    fn handle(&mut self, msg: AddSubscriber, _: &mut Self::Context) {
+        self.by_uuid.insert(msg.uuid, msg.member.id);
+        self.subscribers.join(msg.member);
+        let removed = self.subscribers.broadcast(&msg.announce);
+        self.forget(&removed);
+    }
+}
+
+/// A client unsubscribed or left: remove it, then send `announce`
+/// (SERVICE_CLIENT_UNSUBSCRIBED) to the remaining subscribers. Answers once
+/// those are queued, so the registry can order what it announces next.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RemoveSubscriber {
+    /// The subscriber's uuid.
+    pub uuid: Uuid,
+    /// The announcement, encoded by the registry.
+    pub announce: Frames,
+}
+
+impl Handler<RemoveSubscriber> for Service {
+    type Result = ();
+    fn handle(&mut self, msg: RemoveSubscriber, _: &mut Self::Context) {
+        if let Some(conn) = self.by_uuid.remove(&msg.uuid) {
+            self.subscribers.leave(conn);
+        }
+        let removed = self.subscribers.broadcast(&msg.announce);
+        self.forget(&removed);
+    }
+}
+
+/// The service was deleted: refuse every later message. The actor stops
+/// once the last address to it is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deleted;
+
+impl Handler<Deleted> for Service {
+    type Result = ();
+    fn handle(&mut self, _: Deleted, _: &mut Self::Context) {
+        self.deleted = true;
+    }
+}
+
+/// Why a MESSAGE through a service was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefused {
+    /// The sender may not use this target (BAD).
+    #[error("not allowed")]
+    NotAllowed,
+    /// SERVICE_CLIENT_UUID to a client that is not subscribed (INVALID_UUID).
+    #[error("no such subscriber")]
+    NoSuchSubscriber(Uuid),
+    /// The service was deleted meanwhile (INVALID_SERVICE).
+    #[error("service deleted")]
+    Deleted,
+}
+
+/// A MESSAGE whose target is this service (`SERVICE` or `SERVICE_CLIENT_UUID`).
+#[derive(Message)]
+#[rtype(result = "Result<(), PublishRefused>")]
+pub struct Publish {
+    /// Who sent it.
+    pub sender: Arc<ClientInfo>,
+    /// The sender's connection (subscribers are known by connection).
+    pub sender_conn: ConnId,
+    /// The target as sent.
+    pub target: Target,
+    /// The data, verbatim.
+    pub data: Box<RawValue>,
+}
+
+impl Handler<Publish> for Service {
+    type Result = Result<(), PublishRefused>;
+    fn handle(&mut self, msg: Publish, _: &mut Self::Context) -> Self::Result {
+        if self.deleted {
+            return Err(PublishRefused::Deleted);
+        }
+        let from_owner = msg.sender.uuid == self.header.owner_uuid;
+        let frame = || {
+            Frames::One(
+                encode_message(&msg.sender, Some(&self.header), &msg.target, &msg.data).into(),
+            )
+        };
+        match msg.target {
+            Target::Service { .. } if from_owner => {
+                let removed = self.subscribers.broadcast(&frame());
+                self.forget(&removed);
+            }
+            Target::Service { .. } if self.subscribers.contains(msg.sender_conn) => {
+                self.owner.send_to(self.owner_conn, &frame());
+            }
+            Target::ServiceClientUuid { uuid, .. } if from_owner => {
+                let conn = *self
+                    .by_uuid
+                    .get(&uuid)
+                    .ok_or(PublishRefused::NoSuchSubscriber(uuid))?;
+                if self.subscribers.send_to(conn, &frame()) == Delivery::Removed {
+                    self.by_uuid.remove(&uuid);
+                }
+            }
+            _ => return Err(PublishRefused::NotAllowed),
+        }
+        Ok(())
+    }
+}
