@@ -17,6 +17,7 @@ use switchboard_actors::store::{SqliteStore, StoreError};
 use switchboard_actors::{Broker, BrokerSettings};
 
 use crate::config::{cores, Config, ConfigError};
+use crate::http::files::{FileServer, RegistryKeys};
 use crate::http::{routes, AppState};
 
 /// Why the server could not start or run.
@@ -82,15 +83,24 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         broker: broker.clone(),
         config: Arc::clone(&config),
     });
+    let files = web::Data::new(FileServer {
+        root: config.concierge.files_dir.clone(),
+        max_file_size: config.concierge.max_file_size.as_u64(),
+        keys: Box::new(RegistryKeys(broker.registry.clone())),
+    });
     let routes = routes(&config);
     let write_timeout = config.limits.write_timeout;
-    let server =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(routes.clone()))
-            .workers(config.workers())
-            .disable_signals()
-            .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
-            .on_connect(move |conn, ext| abort_stalled_peers(conn, ext, write_timeout))
-            .bind(&config.server.bind)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(files.clone())
+            .configure(routes.clone())
+    })
+    .workers(config.workers())
+    .disable_signals()
+    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
+    .on_connect(move |conn, ext| abort_stalled_peers(conn, ext, write_timeout))
+    .bind(&config.server.bind)?;
     for addr in server.addrs() {
         log::info!("listening on http://{addr}");
         // Scripts and tests read the bound address (port 0 picks one) from stdout.

@@ -6,91 +6,11 @@ mod common;
 use std::time::Duration;
 
 use awc::ws;
+use common::concierge::{
+    connect, identify, identify_all, identify_payload, service, Peer, VERSION,
+};
 use common::{metric, wait_for_metric, Broker, Closed, Options, WsClient};
 use serde_json::{json, Value};
-
-/// The client version every test client reports.
-const VERSION: &str = "0.2.0";
-
-/// An identified client.
-struct Peer {
-    ws: WsClient,
-    name: String,
-    uuid: String,
-}
-
-impl Peer {
-    /// The client info others see: `{name, nickname, uuid, tags}`.
-    fn info(&self) -> Value {
-        json!({"name": self.name, "nickname": null, "uuid": self.uuid, "tags": ["test"]})
-    }
-
-    async fn send(&mut self, payload: Value) {
-        self.ws.send(&payload.to_string()).await;
-    }
-
-    /// Asserts that the next frame is exactly `want`.
-    async fn expect(&mut self, want: Value) {
-        let got = self.ws.recv_json().await;
-        assert_eq!(got, want, "{} got an unexpected frame", self.name);
-    }
-
-    /// Sends `payload` and asserts the reply.
-    async fn ask(&mut self, payload: Value, want: Value) {
-        self.send(payload).await;
-        self.expect(want).await;
-    }
-
-    async fn silent(&mut self) {
-        self.ws.expect_silence(Duration::from_millis(200)).await;
-    }
-}
-
-fn service(name: &str, owner: &Peer, subscribers: &[&Peer]) -> Value {
-    let subscribers: Vec<&str> = subscribers.iter().map(|p| p.uuid.as_str()).collect();
-    json!({"name": name, "nickname": null, "owner_uuid": owner.uuid, "subscribers": subscribers})
-}
-
-fn identify_payload(name: &str) -> String {
-    json!({"type": "IDENTIFY", "name": name, "version": VERSION, "tags": ["test"]}).to_string()
-}
-
-async fn connect(broker: &Broker) -> WsClient {
-    WsClient::connect(&broker.ws_url("/concierge")).await
-}
-
-/// Identifies as `name` and checks HELLO.
-async fn identify(broker: &Broker, name: &str) -> Peer {
-    let mut ws = connect(broker).await;
-    ws.send(&identify_payload(name)).await;
-    let hello = ws.recv_json().await;
-    assert_eq!(hello["type"], "HELLO", "{hello}");
-    assert_eq!(hello["version"], "0.2.0");
-    assert_eq!(hello.as_object().unwrap().len(), 3, "{hello}");
-    let uuid = hello["uuid"].as_str().expect("uuid").to_owned();
-    assert!(uuid::Uuid::parse_str(&uuid).is_ok(), "{uuid}");
-    Peer {
-        ws,
-        name: name.to_owned(),
-        uuid,
-    }
-}
-
-/// Identifies every name in turn; each earlier client must see exactly the
-/// later ones' CLIENT_JOINED (and nobody their own).
-async fn identify_all(broker: &Broker, names: &[&str]) -> Vec<Peer> {
-    let mut peers: Vec<Peer> = Vec::new();
-    for name in names {
-        let peer = identify(broker, name).await;
-        for earlier in &mut peers {
-            earlier
-                .expect(json!({"type": "CLIENT_JOINED", "client": peer.info()}))
-                .await;
-        }
-        peers.push(peer);
-    }
-    peers
-}
 
 /// Sends `text` as the first payload and returns the close.
 async fn first_payload_closes(broker: &Broker, text: &str) -> Closed {
@@ -211,10 +131,13 @@ async fn an_internal_failure_during_identify_closes_with_4000() {
     std::fs::write(&files, b"not a folder").unwrap();
     let closed = first_payload_closes(&broker, &identify_payload("alice")).await;
     assert_eq!(closed.code, 4000, "{closed:?}");
-    assert_eq!(
-        metric(&broker, "switchboard_concierge_clients").await,
-        Some(0.0)
-    );
+    wait_for_metric(
+        &broker,
+        "switchboard_concierge_clients",
+        0.0,
+        Duration::from_secs(5),
+    )
+    .await;
 
     // Once the folder is back, the same name identifies.
     std::fs::remove_file(&files).unwrap();

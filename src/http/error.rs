@@ -12,6 +12,12 @@ pub enum ApiError {
     /// 401: missing or wrong admin key.
     #[error("missing or wrong admin key")]
     Unauthorized,
+    /// 401: a file-server request without a connected client's key.
+    #[error("missing or unknown file-server key (x-fs-key)")]
+    UnknownKey,
+    /// 403: the caller is known but may not do this (e.g. write into another client's folder).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such thing.
     #[error("{0}")]
     NotFound(String),
@@ -33,7 +39,8 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod files;
 pub mod observe;
 pub mod sessions;
 
@@ -43,7 +44,8 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
         .route("/healthz", web::get().to(observe::healthz))
         .route("/readyz", web::get().to(observe::readyz));
         if concierge.enabled {
-            cfg.route(&concierge.path, web::get().to(crate::ws::concierge));
+            cfg.route(&concierge.path, web::get().to(crate::ws::concierge))
+                .configure(files::routes(&concierge.files_path));
         }
         if sessions.enabled {
             cfg.route(&sessions.path, web::get().to(crate::ws::sessions))

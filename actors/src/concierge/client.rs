@@ -166,17 +166,19 @@ impl ConciergeClient {
             member: self.core.handle(ctx),
         };
         let (registry, files_dir) = (self.registry.clone(), self.settings.files_dir.clone());
+        // The name is claimed first: only its holder may reset its folder.
         let join = async move {
-            super::create_client_folder(&files_dir, &claim.info.name)
+            let name = claim.info.name.clone();
+            match registry.send(claim).await {
+                Ok(Ok(())) => {}
+                Ok(Err(NameTaken)) => return Err(JoinFailed::NameTaken),
+                Err(e) => return Err(JoinFailed::Internal(format!("registry unreachable: {e}"))),
+            }
+            super::create_client_folder(&files_dir, &name)
                 .await
                 .map_err(|e| {
                     JoinFailed::Internal(format!("cannot create the client's folder: {e}"))
-                })?;
-            match registry.send(claim).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(NameTaken)) => Err(JoinFailed::NameTaken),
-                Err(e) => Err(JoinFailed::Internal(format!("registry unreachable: {e}"))),
-            }
+                })
         };
         ctx.wait(
             join.into_actor(self)

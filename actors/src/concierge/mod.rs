@@ -47,11 +47,21 @@ pub struct ConciergeSettings {
     pub files_dir: PathBuf,
 }
 
-/// Creates a client's file-server folder, off the actor threads. HELLO hands
-/// out the file-server key, so the folder must exist before it is sent.
+/// Gives a client a fresh, empty file-server folder, off the actor threads.
+/// HELLO hands out the file-server key, so the folder must exist before it
+/// is sent; anything left under the name (by a crash, or by an upload that
+/// finished after its client left) is removed first, so no client ever sees
+/// another's files.
 pub async fn create_client_folder(files_dir: &Path, name: &str) -> std::io::Result<()> {
     let folder = client_folder(files_dir, name)?;
-    blocking(move || std::fs::create_dir_all(folder)).await
+    blocking(move || {
+        match std::fs::remove_dir_all(&folder) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&folder)
+    })
+    .await
 }
 
 /// Removes a client's file-server folder and everything in it, off the actor
