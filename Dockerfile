@@ -17,6 +17,7 @@ COPY --from=build /src/target/release/switchboard /usr/local/bin/switchboard
 # The documented default; mount your own file over it to change settings.
 COPY config/switchboard.toml /etc/switchboard/switchboard.toml
 ENV SWITCHBOARD_STORAGE__PATH=/var/lib/switchboard/switchboard.db \
+    SWITCHBOARD_CONCIERGE__FILES_DIR=/var/lib/switchboard/files \
     RUST_LOG=info
 USER switchboard
 WORKDIR /var/lib/switchboard

@@ -224,6 +224,11 @@ impl ConciergeClient {
                 return self.reply(ctx, PayloadOut::ErrorUnsupported, Some(seq))
             }
         };
+        log::trace!(
+            "concierge client {} sent {} (seq {seq})",
+            me.uuid,
+            payload.kind()
+        );
         let s = Some(seq);
         match payload {
             PayloadIn::Identify(_) => self.reply(ctx, PayloadOut::ErrorUnsupported, s),
