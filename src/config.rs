@@ -13,6 +13,7 @@ use bytesize::ByteSize;
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use switchboard_actors::chat::ChatSettings;
 use switchboard_actors::concierge::ConciergeSettings;
 use switchboard_actors::limits::Limits;
 use switchboard_actors::sessions::SessionsSettings;
@@ -37,6 +38,8 @@ pub struct Config {
     pub limits: Limits,
     /// `[concierge]`
     pub concierge: ConciergeConfig,
+    /// `[chat]`
+    pub chat: ChatConfig,
     /// `[sessions]`
     pub sessions: SessionsConfig,
 }
@@ -119,6 +122,30 @@ impl ConciergeConfig {
             max_name_length: self.max_name_length,
             files_dir: self.files_dir.clone(),
         })
+    }
+}
+
+/// `[chat]`: the workshop chat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Whether the protocol (WebSocket and HTTP) is served.
+    pub enabled: bool,
+    /// Prefix of every chat endpoint: `{path}/ws`, `{path}/ws/{room}`, `{path}/rooms`, ...
+    pub path: String,
+    /// Messages kept per room (memory and store).
+    pub history_limit: usize,
+    /// Longest message, in characters.
+    pub max_message_length: usize,
+}
+
+impl ChatConfig {
+    /// The settings the chat's actors need.
+    pub fn settings(&self) -> ChatSettings {
+        ChatSettings {
+            history_limit: self.history_limit,
+            max_message_chars: self.max_message_length,
+        }
     }
 }
 
@@ -286,6 +313,7 @@ impl Config {
             ("sessions.api_path", &self.sessions.api_path),
             ("concierge.path", &self.concierge.path),
             ("concierge.files_path", &self.concierge.files_path),
+            ("chat.path", &self.chat.path),
         ] {
             if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
                 return Err(invalid(key, "must start with `/` and not end with `/`"));
@@ -317,6 +345,12 @@ impl Config {
         }
         if self.concierge.max_file_size.as_u64() == 0 {
             return Err(invalid("concierge.max_file_size", "must be greater than 0"));
+        }
+        if self.chat.history_limit == 0 {
+            return Err(invalid("chat.history_limit", "must be greater than 0"));
+        }
+        if self.chat.max_message_length == 0 {
+            return Err(invalid("chat.max_message_length", "must be greater than 0"));
         }
         if self.sessions.ttl.is_zero() {
             return Err(invalid("sessions.ttl", "must be greater than 0"));

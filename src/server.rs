@@ -70,6 +70,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             limits: config.limits.clone(),
             sessions: config.sessions.settings(),
             concierge: config.concierge.settings()?,
+            chat: config.chat.settings(),
             arbiters: cores(),
         },
         db,

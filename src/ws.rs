@@ -5,6 +5,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
+use switchboard_actors::chat::ChatMember;
 use switchboard_actors::concierge::{wire, ConciergeClient};
 use switchboard_actors::connection::{ConnectionCore, Disconnect, Heartbeat};
 use switchboard_actors::metrics::metrics;
@@ -85,6 +86,28 @@ pub async fn concierge(
     );
     ws::WsResponseBuilder::new(client, &req, stream)
         .protocols(&[wire::SUBPROTOCOL])
+        .frame_size(broker.limits.max_frame_bytes())
+        .start()
+}
+
+/// `GET /chat/ws` and `GET /chat/ws/{room}`: a workshop chat user. The room
+/// named in the URL is checked when the user asks to join, so a bad one gets
+/// the protocol's `connection_reject`.
+pub async fn chat(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+    room: Option<web::Path<String>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let core = admit(&req, &state, Protocol::Chat)?;
+    let broker = &state.broker;
+    let member = ChatMember::new(
+        core,
+        broker.registry.clone(),
+        broker.chat.clone(),
+        room.map(web::Path::into_inner),
+    );
+    ws::WsResponseBuilder::new(member, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
         .start()
 }

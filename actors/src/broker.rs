@@ -6,13 +6,17 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use crate::admission::Admission;
-use crate::concierge::{ConciergeDirectory, ConciergeSettings, Lobby};
+use crate::chat::{self, ChatDirectory, ChatSettings};
+use crate::concierge::{ConciergeDirectory, ConciergeSettings};
 use crate::connection::Disconnect;
 use crate::limits::Limits;
+use crate::lobby::Lobby;
+use crate::metrics::ActorKind;
 use crate::pool::ArbiterPool;
 use crate::registry::{DisconnectAll, Registry};
 use crate::sessions::{self, ListingDirectory, SessionFeed, SessionsSettings, SharedEpoch};
 use crate::store::{self, SqliteStore, StoreError, StoreHandle};
+use crate::Protocol;
 
 /// What the broker needs to start its actors.
 pub struct BrokerSettings {
@@ -22,6 +26,8 @@ pub struct BrokerSettings {
     pub sessions: SessionsSettings,
     /// The concierge's settings.
     pub concierge: ConciergeSettings,
+    /// The chat's settings.
+    pub chat: ChatSettings,
     /// Arbiters for room-like actors (usually the number of cores).
     pub arbiters: usize,
 }
@@ -45,6 +51,8 @@ pub struct Broker {
     pub concierge_lobby: Addr<Lobby>,
     /// The concierge's settings.
     pub concierge: Arc<ConciergeSettings>,
+    /// The chat's settings.
+    pub chat: Arc<ChatSettings>,
     pool: Arc<ArbiterPool>,
 }
 
@@ -52,6 +60,7 @@ impl Broker {
     /// Starts every long-lived actor. Must run inside an actix `System`.
     pub fn start(settings: BrokerSettings, mut db: SqliteStore) -> Result<Broker, StoreError> {
         let epoch = sessions::next_epoch(&mut db)?;
+        let chat_rooms = chat::load_rooms(&mut db, settings.chat.history_limit)?;
         let store = store::start(db);
         let pool = Arc::new(ArbiterPool::new(settings.arbiters));
         let session_epoch = SharedEpoch::new(epoch);
@@ -69,16 +78,28 @@ impl Broker {
             store.clone(),
         );
         let evict_after = settings.limits.slow_consumer_drops;
-        let concierge_lobby =
-            Supervisor::start_in_arbiter(&pool.next(), move |_| Lobby::new(evict_after));
+        let concierge_lobby = Supervisor::start_in_arbiter(&pool.next(), move |_| {
+            Lobby::new(Protocol::Concierge, ActorKind::ConciergeLobby, evict_after)
+        });
         let concierge_directory = ConciergeDirectory::new(
             concierge_lobby.clone(),
             Arc::clone(&pool),
             evict_after,
             settings.concierge.files_dir.clone(),
         );
+        let chat_lobby = Supervisor::start_in_arbiter(&pool.next(), move |_| {
+            Lobby::new(Protocol::Chat, ActorKind::ChatLobby, evict_after)
+        });
+        let chat_directory = ChatDirectory::new(
+            chat_rooms,
+            chat_lobby,
+            Arc::clone(&pool),
+            store.clone(),
+            settings.chat.clone(),
+            evict_after,
+        );
         let registry = Supervisor::start_in_arbiter(&pool.next(), move |_| {
-            Registry::new(directory, concierge_directory)
+            Registry::new(directory, concierge_directory, chat_directory)
         });
 
         let limits = Arc::new(settings.limits);
@@ -93,6 +114,7 @@ impl Broker {
             session_epoch,
             concierge_lobby,
             concierge: Arc::new(settings.concierge),
+            chat: Arc::new(settings.chat),
             pool,
         })
     }

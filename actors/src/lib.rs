@@ -10,10 +10,12 @@
 
 pub mod admission;
 pub mod broker;
+pub mod chat;
 pub mod concierge;
 pub mod connection;
 pub mod fanout;
 pub mod limits;
+pub mod lobby;
 pub mod metrics;
 pub mod pool;
 pub mod protocol;

@@ -31,15 +31,21 @@ pub enum ActorKind {
     ConciergeLobby,
     /// One concierge service.
     ConciergeService,
+    /// The chat's fan-out to every joined user (one).
+    ChatLobby,
+    /// One chat room.
+    ChatRoom,
 }
 
 impl ActorKind {
-    const ALL: [ActorKind; 5] = [
+    const ALL: [ActorKind; 7] = [
         ActorKind::Registry,
         ActorKind::SessionFeed,
         ActorKind::SessionListing,
         ActorKind::ConciergeLobby,
         ActorKind::ConciergeService,
+        ActorKind::ChatLobby,
+        ActorKind::ChatRoom,
     ];
 
     /// The label value.
@@ -50,6 +56,8 @@ impl ActorKind {
             ActorKind::SessionListing => "session_listing",
             ActorKind::ConciergeLobby => "concierge_lobby",
             ActorKind::ConciergeService => "concierge_service",
+            ActorKind::ChatLobby => "chat_lobby",
+            ActorKind::ChatRoom => "chat_room",
         }
     }
 }
@@ -82,6 +90,8 @@ pub struct Metrics {
     pub listed_sessions: IntGauge,
     /// The concierge's own series.
     pub concierge: ConciergeMetrics,
+    /// The chat's own series.
+    pub chat: ChatMetrics,
     /// Restarts of supervised actors, by actor kind.
     actor_restarts: IntCounterVec,
     /// Live long-lived actors, by kind.
@@ -136,6 +146,16 @@ impl ConciergeMetrics {
             self.messages[i].inc();
         }
     }
+}
+
+/// The workshop chat's series.
+pub struct ChatMetrics {
+    /// Chat rooms that exist (Global included).
+    pub rooms: IntGauge,
+    /// Users joined to a chat room.
+    pub members: IntGauge,
+    /// Chat messages accepted (WebSocket and HTTP).
+    pub messages: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -225,7 +245,7 @@ impl Metrics {
         );
         let actors = gauge_vec(
             "switchboard_actors",
-            "Live long-lived actors (registry, session feed and listings, concierge lobby and services), by kind.",
+            "Live long-lived actors (registry, session feed and listings, concierge lobby and services, chat lobby and rooms), by kind.",
             &["kind"],
         );
         let client_versions = gauge_vec(
@@ -254,6 +274,18 @@ impl Metrics {
             services: concierge_services.clone(),
             messages: ConciergeMetrics::TARGETS
                 .map(|target| concierge_messages.with_label_values(&[target])),
+        };
+
+        let chat = ChatMetrics {
+            rooms: IntGauge::new("switchboard_chat_rooms", "Chat rooms that exist.")
+                .expect("valid gauge"),
+            members: IntGauge::new("switchboard_chat_members", "Users joined to a chat room.")
+                .expect("valid gauge"),
+            messages: IntCounter::new(
+                "switchboard_chat_messages_total",
+                "Chat messages accepted (WebSocket and HTTP).",
+            )
+            .expect("valid counter"),
         };
 
         let per_protocol = Protocol::ALL
@@ -292,6 +324,9 @@ impl Metrics {
         reg(Box::new(concierge_clients));
         reg(Box::new(concierge_services));
         reg(Box::new(concierge_messages));
+        reg(Box::new(chat.rooms.clone()));
+        reg(Box::new(chat.members.clone()));
+        reg(Box::new(chat.messages.clone()));
         reg(Box::new(actor_restarts.clone()));
         reg(Box::new(actors.clone()));
         reg(Box::new(client_versions.clone()));
@@ -307,6 +342,7 @@ impl Metrics {
             per_protocol,
             listed_sessions,
             concierge,
+            chat,
             actor_restarts,
             actors,
             client_versions,

@@ -10,18 +10,21 @@ use std::fmt;
 pub enum Protocol {
     /// The concierge gateway: identified clients, services, targeted messages, files.
     Concierge,
+    /// The workshop chat: rooms, history, typing, presence.
+    Chat,
     /// The session list: game sessions broadcast to watchers as text lines.
     Sessions,
 }
 
 impl Protocol {
     /// Every protocol, in a fixed order (metrics are pre-created for each).
-    pub const ALL: [Protocol; 2] = [Protocol::Concierge, Protocol::Sessions];
+    pub const ALL: [Protocol; 3] = [Protocol::Concierge, Protocol::Chat, Protocol::Sessions];
 
     /// The name used in metrics labels, logs and config sections.
     pub const fn as_str(self) -> &'static str {
         match self {
             Protocol::Concierge => "concierge",
+            Protocol::Chat => "chat",
             Protocol::Sessions => "sessions",
         }
     }
@@ -30,7 +33,8 @@ impl Protocol {
     pub const fn index(self) -> usize {
         match self {
             Protocol::Concierge => 0,
-            Protocol::Sessions => 1,
+            Protocol::Chat => 1,
+            Protocol::Sessions => 2,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! goes straight there. It also knows every open connection, which is how
 //! the broker closes them all with 1001 at shutdown. Each protocol adds its
 //! part of the directory in its own folder (`sessions::directory`,
-//! `concierge::directory`).
+//! `concierge::directory`, `chat::directory`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
+use crate::chat::ChatDirectory;
 use crate::concierge::ConciergeDirectory;
 use crate::connection::{ConnId, Disconnect};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
@@ -25,6 +26,7 @@ pub struct Registry {
     connections: HashMap<ConnId, ConnectionEntry>,
     pub(crate) listings: ListingDirectory,
     pub(crate) concierge: ConciergeDirectory,
+    pub(crate) chat: ChatDirectory,
     _alive: ActorGauge,
 }
 
@@ -38,11 +40,16 @@ struct ConnectionEntry {
 
 impl Registry {
     /// A registry made of each protocol's part of the directory.
-    pub(crate) fn new(listings: ListingDirectory, concierge: ConciergeDirectory) -> Self {
+    pub(crate) fn new(
+        listings: ListingDirectory,
+        concierge: ConciergeDirectory,
+        chat: ChatDirectory,
+    ) -> Self {
         Registry {
             connections: HashMap::new(),
             listings,
             concierge,
+            chat,
             _alive: ActorGauge::new(ActorKind::Registry),
         }
     }

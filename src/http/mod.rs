@@ -2,6 +2,7 @@
 //! HTTP API. Every API error is JSON `{"error": "..."}` with a fitting status.
 
 pub mod admin;
+pub mod chat;
 pub mod error;
 pub mod files;
 pub mod observe;
@@ -30,6 +31,7 @@ const MAX_JSON_BODY: usize = 4 * 1024 * 1024;
 pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'static {
     let sessions = config.sessions.clone();
     let concierge = config.concierge.clone();
+    let chat = config.chat.clone();
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(
             web::JsonConfig::default()
@@ -46,6 +48,13 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
         if concierge.enabled {
             cfg.route(&concierge.path, web::get().to(crate::ws::concierge))
                 .configure(files::routes(&concierge.files_path));
+        }
+        if chat.enabled {
+            cfg.service(
+                web::scope(&chat.path)
+                    .wrap(chat::cors())
+                    .configure(chat::routes),
+            );
         }
         if sessions.enabled {
             cfg.route(&sessions.path, web::get().to(crate::ws::sessions))

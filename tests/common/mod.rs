@@ -417,6 +417,37 @@ pub async fn request_raw(
     (resp.status().as_u16(), bytes.to_vec())
 }
 
+/// Sends a bodiless request with `headers`; returns the status and the
+/// response headers (lower-case names).
+pub async fn request_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (u16, std::collections::HashMap<String, String>) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut req = client.request(method.parse().expect("method"), url);
+    for (name, value) in headers {
+        req = req.insert_header((*name, *value));
+    }
+    let resp = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    (resp.status().as_u16(), headers)
+}
+
 /// Sends a request with the admin key.
 pub async fn admin(method: &str, url: &str, body: Option<&Value>) -> Reply {
     request(method, url, Some(ADMIN_KEY), body).await

@@ -21,13 +21,13 @@ use super::directory::{
     ClientRef, Creation, DeleteRefused, DeleteService, FetchClient, FetchClients, FetchService,
     FetchServices, FindClient, FindService, Identify, Leave, NameTaken, Subscription,
 };
-use super::lobby::{Announce, Lobby};
 use super::service::{Publish, PublishRefused};
 use super::wire::{
     self, close, encode_message, ClientInfo, DecodeError, PayloadIn, PayloadOut, Target,
 };
 use super::ConciergeSettings;
 use crate::connection::{ConnectionCore, Deliver, Disconnect, Frames, Inbound, WsConnection};
+use crate::lobby::{Announce, Lobby};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 

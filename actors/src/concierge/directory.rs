@@ -13,10 +13,10 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::lobby::{Announce, Enter, Exit, Lobby};
 use super::service::{AddSubscriber, Deleted, RemoveSubscriber, Service};
 use super::wire::{ClientInfo, PayloadOut, ServiceInfo};
 use crate::connection::{Frames, MemberHandle};
+use crate::lobby::{Announce, Enter, Exit, Lobby};
 use crate::metrics::metrics;
 use crate::pool::ArbiterPool;
 use crate::registry::Registry;

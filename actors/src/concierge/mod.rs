@@ -6,8 +6,8 @@
 //!   `seq` numbering, and every payload's reply.
 //! - [`Service`]: one actor per service; owner and subscribers, and the
 //!   relay of MESSAGEs through the service, encoded once.
-//! - [`Lobby`]: the fan-out to every identified client (`ALL`, joins, leaves,
-//!   service creation and deletion).
+//! - a [`Lobby`](crate::lobby::Lobby): the fan-out to every identified
+//!   client (`ALL`, joins, leaves, service creation and deletion).
 //! - the concierge part of the [`Registry`](crate::registry::Registry)
 //!   (`directory`): names, keys, services and subscriptions, the single
 //!   authority that every fetch reads and every change goes through.
@@ -18,7 +18,6 @@
 
 mod client;
 mod directory;
-mod lobby;
 mod service;
 pub mod wire;
 
@@ -27,7 +26,6 @@ use std::time::Duration;
 
 pub use client::ConciergeClient;
 pub use directory::{ConciergeDirectory, FileKeyOwner};
-pub use lobby::Lobby;
 pub use service::Service;
 
 /// Settings of the concierge (`[concierge]` in the config).

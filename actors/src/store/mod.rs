@@ -13,6 +13,8 @@ use actix::prelude::*;
 
 pub use sqlite::SqliteStore;
 
+use crate::chat::wire::HistoryEntry;
+
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -47,6 +49,21 @@ pub trait Store: Send + 'static {
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
     /// Moves everything written so far into the main database file.
     fn flush(&mut self) -> Result<(), StoreError>;
+    /// Chat rooms in creation order, as (name, creator).
+    fn chat_rooms(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+    /// The last `limit` messages of a chat room, oldest first.
+    fn chat_history(&mut self, room: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// Records a chat room (a room that exists already is kept as it is).
+    fn create_chat_room(&mut self, name: &str, creator: &str) -> Result<(), StoreError>;
+    /// Appends a message to a room's history, keeping only the last `keep`.
+    fn append_chat_message(
+        &mut self,
+        room: &str,
+        entry: &HistoryEntry,
+        keep: usize,
+    ) -> Result<(), StoreError>;
+    /// Empties a room's history.
+    fn clear_chat_room(&mut self, room: &str) -> Result<(), StoreError>;
 }
 
 /// Runs a [`Store`] on its own thread so disk I/O never blocks an event loop.
@@ -98,11 +115,10 @@ pub struct SetMeta {
 impl Handler<SetMeta> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: SetMeta, _: &mut Self::Context) -> Self::Result {
-        let result = self.store.set_meta(msg.key, &msg.value);
-        if let Err(e) = &result {
-            log::error!("store: writing `{}` failed: {e}", msg.key);
-        }
-        result
+        logged(
+            &format!("writing `{}`", msg.key),
+            self.store.set_meta(msg.key, &msg.value),
+        )
     }
 }
 
@@ -115,5 +131,75 @@ impl Handler<Flush> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
         self.store.flush()
+    }
+}
+
+/// Logs a failed write: the actor that asked has moved on, and the broker
+/// keeps serving from memory.
+fn logged(what: &str, result: Result<(), StoreError>) -> Result<(), StoreError> {
+    if let Err(e) = &result {
+        log::error!("store: {what} failed: {e}");
+    }
+    result
+}
+
+/// A chat room was created.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SaveChatRoom {
+    /// Its name.
+    pub name: String,
+    /// Who created it.
+    pub creator: String,
+}
+
+impl Handler<SaveChatRoom> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: SaveChatRoom, _: &mut Self::Context) -> Self::Result {
+        logged(
+            "saving a chat room",
+            self.store.create_chat_room(&msg.name, &msg.creator),
+        )
+    }
+}
+
+/// A chat message was sent to a room.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SaveChatMessage {
+    /// The room.
+    pub room: String,
+    /// The message.
+    pub entry: HistoryEntry,
+    /// How many messages the room keeps.
+    pub keep: usize,
+}
+
+impl Handler<SaveChatMessage> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: SaveChatMessage, _: &mut Self::Context) -> Self::Result {
+        logged(
+            "saving a chat message",
+            self.store
+                .append_chat_message(&msg.room, &msg.entry, msg.keep),
+        )
+    }
+}
+
+/// A chat room's history was cleared.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct ClearChatHistory {
+    /// The room.
+    pub room: String,
+}
+
+impl Handler<ClearChatHistory> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: ClearChatHistory, _: &mut Self::Context) -> Self::Result {
+        logged(
+            "clearing a chat room",
+            self.store.clear_chat_room(&msg.room),
+        )
     }
 }

@@ -1,9 +1,10 @@
-//! The Lobby: the concierge's fan-out to every identified client.
+//! The Lobby: a protocol's fan-out to every one of its connected clients.
 //!
-//! Joins, leaves, service creation and deletion, and `ALL` messages reach
-//! everyone through here, encoded once by their sender. The registry adds a
-//! client after announcing its CLIENT_JOINED (a client never hears of its own
-//! arrival) and removes it before announcing its CLIENT_LEFT.
+//! News for everyone (a concierge client joined or left, a service or chat
+//! room was created, a concierge `ALL` message) goes through the protocol's
+//! lobby, encoded once by its sender. Whoever adds and removes members
+//! decides what a member hears of its own arrival: the concierge registry
+//! adds a client after announcing it, so a client never hears of itself.
 
 use actix::prelude::*;
 
@@ -12,18 +13,21 @@ use crate::fanout::FanOut;
 use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::Protocol;
 
-/// Every identified concierge client. Runs supervised.
+/// Every connected client of one protocol. Runs supervised.
 pub struct Lobby {
     everyone: FanOut,
+    kind: ActorKind,
     _alive: ActorGauge,
 }
 
 impl Lobby {
-    /// An empty lobby; members are evicted after `evict_after` drops in a row.
-    pub fn new(evict_after: u32) -> Self {
+    /// An empty lobby of `protocol`, counted as an actor of `kind`; members
+    /// are evicted after `evict_after` drops in a row.
+    pub fn new(protocol: Protocol, kind: ActorKind, evict_after: u32) -> Self {
         Lobby {
-            everyone: FanOut::new(Protocol::Concierge, evict_after),
-            _alive: ActorGauge::new(ActorKind::ConciergeLobby),
+            everyone: FanOut::new(protocol, evict_after),
+            kind,
+            _alive: ActorGauge::new(kind),
         }
     }
 }
@@ -34,12 +38,12 @@ impl Actor for Lobby {
 
 impl Supervised for Lobby {
     fn restarting(&mut self, _: &mut Self::Context) {
-        log::warn!("concierge lobby restarting");
-        metrics().actor_restarted(ActorKind::ConciergeLobby);
+        log::warn!("{} restarting", self.kind.as_str());
+        metrics().actor_restarted(self.kind);
     }
 }
 
-/// Adds an identified client.
+/// Adds a client.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Enter(pub MemberHandle);

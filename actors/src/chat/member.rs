@@ -1,0 +1,401 @@
+//! The ChatMember: the connection actor of one chat user.
+//!
+//! The first frame must be `connection_request`; a bad name (or a bad room
+//! in the URL) gets `connection_reject` and a close frame, and creates
+//! nothing. After that every event is checked here (format, length,
+//! spoofing) before it reaches the room, and events are handled one at a
+//! time: while the registry or a room answers, the actor waits, so what a
+//! user is sent keeps the order PROTOCOLS.md §2 gives.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws::{self, CloseCode, ProtocolError, WebsocketContext};
+use chrono::Utc;
+
+use super::directory::{CreateRoom, FindRoom, JoinChat, LeaveChat, NameTaken, SwitchRoom};
+use super::room::{Clear, Enter, Entered, Exit, Notice, Room, Say, Typing};
+use super::wire::{
+    check_name, ClientEvent, NameError, ServerEvent, Severity, UserStatus, GLOBAL_ROOM,
+    INVALID_FORMAT, MAX_NAME_CHARS,
+};
+use super::ChatSettings;
+use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
+use crate::registry::Registry;
+
+/// Where a connection is in its life.
+enum Stage {
+    /// Waiting for `connection_request`.
+    Unjoined,
+    /// The registry is taking the name.
+    Joining(String),
+    /// In a room.
+    Joined { username: String, room: Addr<Room> },
+}
+
+/// One chat user.
+pub struct ChatMember {
+    core: ConnectionCore,
+    registry: Addr<Registry>,
+    settings: Arc<ChatSettings>,
+    /// The room named in the URL (`/ws/{room}`), if any.
+    requested_room: Option<String>,
+    stage: Stage,
+}
+
+/// The text a refused room name gets; it always says `invalid`.
+fn invalid_room(error: NameError) -> String {
+    match error {
+        NameError::TooLong => {
+            format!("Room name is invalid: longer than {MAX_NAME_CHARS} characters")
+        }
+        NameError::InvalidCharacters => "Room name contains invalid characters".to_owned(),
+    }
+}
+
+impl ChatMember {
+    /// A user served through `registry`, joining `requested_room` (else `Global`).
+    pub fn new(
+        core: ConnectionCore,
+        registry: Addr<Registry>,
+        settings: Arc<ChatSettings>,
+        requested_room: Option<String>,
+    ) -> Self {
+        ChatMember {
+            core,
+            registry,
+            settings,
+            requested_room,
+            stage: Stage::Unjoined,
+        }
+    }
+
+    fn send(&mut self, ctx: &mut WebsocketContext<Self>, event: ServerEvent<'_>) {
+        let frame = event.encode();
+        self.core.write(ctx, Frames::One(frame.into()));
+    }
+
+    fn error(&mut self, ctx: &mut WebsocketContext<Self>, message: &str) {
+        self.send(
+            ctx,
+            ServerEvent::System {
+                severity: Severity::Error,
+                message,
+            },
+        );
+    }
+
+    /// `connection_reject`, then a close frame.
+    fn reject(&mut self, ctx: &mut WebsocketContext<Self>, response: &str) {
+        self.send(ctx, ServerEvent::ConnectionReject { response });
+        self.core.close(
+            ctx,
+            &Disconnect {
+                code: u16::from(CloseCode::Normal),
+                reason: response.to_owned(),
+            },
+        );
+    }
+
+    /// The first frame: `connection_request`, then the startup sequence.
+    fn join(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
+        let username = match ClientEvent::decode(text) {
+            Ok(ClientEvent::ConnectionRequest { username }) => username,
+            _ => return self.reject(ctx, INVALID_FORMAT),
+        };
+        let username = match check_name(&username) {
+            Ok(name) => name,
+            Err(e) => return self.reject(ctx, &e.to_string()),
+        };
+        let room = match self.requested_room.as_deref().map(check_name) {
+            None => GLOBAL_ROOM.to_owned(),
+            Some(Ok(room)) => room,
+            Some(Err(e)) => return self.reject(ctx, &invalid_room(e)),
+        };
+        self.stage = Stage::Joining(username.clone());
+        let member = self.core.handle(ctx);
+        let user = UserStatus {
+            username: username.clone(),
+            connected_at: Utc::now(),
+        };
+        let registry = self.registry.clone();
+        let claim = JoinChat {
+            username,
+            room,
+            member: member.clone(),
+        };
+        let join = async move {
+            let joined = match registry.send(claim).await {
+                Ok(Ok(joined)) => joined,
+                Ok(Err(NameTaken)) => return Err(NameTaken.to_string()),
+                Err(e) => return Err(format!("internal error: {e}")),
+            };
+            let entered = joined
+                .room
+                .send(Enter { member, user })
+                .await
+                .map_err(|e| format!("internal error: {e}"))?;
+            Ok((joined, entered))
+        };
+        ctx.wait(join.into_actor(self).map(|joined, act, ctx| {
+            let Stage::Joining(username) = std::mem::replace(&mut act.stage, Stage::Unjoined)
+            else {
+                return;
+            };
+            let (joined, entered) = match joined {
+                Ok(joined) => joined,
+                Err(response) => {
+                    // Undo a claim that may have been made (ignored if not ours).
+                    act.registry.do_send(LeaveChat {
+                        username,
+                        conn: act.core.id(),
+                    });
+                    return act.reject(ctx, &response);
+                }
+            };
+            act.send(
+                ctx,
+                ServerEvent::ConnectionResponse {
+                    username: &username,
+                    user_id: joined.user_id,
+                },
+            );
+            act.send(
+                ctx,
+                ServerEvent::AllRooms {
+                    rooms: &joined.rooms,
+                },
+            );
+            if let Some(room) = &joined.created {
+                act.send(ctx, ServerEvent::RoomCreate { room });
+            }
+            act.enter(ctx, entered);
+            log::debug!("chat user {username} joined");
+            act.stage = Stage::Joined {
+                username,
+                room: joined.room,
+            };
+        }));
+    }
+
+    /// Writes the frames a room sends a newcomer first.
+    fn enter(&mut self, ctx: &mut WebsocketContext<Self>, entered: Entered) {
+        self.core.write(
+            ctx,
+            Frames::from(vec![entered.history.into(), entered.users_online.into()]),
+        );
+    }
+
+    /// Every event after joining.
+    fn event(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        me: String,
+        room: Addr<Room>,
+        text: &str,
+    ) {
+        let event = match ClientEvent::decode(text) {
+            Ok(event) => event,
+            Err(_) => return self.error(ctx, INVALID_FORMAT),
+        };
+        match event {
+            ClientEvent::Message { username, message } => {
+                if username != me {
+                    return self.spoofed(&room, &me, &username, "a message");
+                }
+                if message.trim().is_empty() {
+                    return self.error(ctx, "Message is empty");
+                }
+                if message.chars().count() > self.settings.max_message_chars {
+                    let limit = self.settings.max_message_chars;
+                    return self.error(ctx, &format!("Message is longer than {limit} characters"));
+                }
+                room.do_send(Say {
+                    username: me,
+                    message,
+                });
+            }
+            ClientEvent::Typing {
+                username,
+                is_typing,
+            } => {
+                if username != me {
+                    return self.spoofed(&room, &me, &username, "a typing event");
+                }
+                room.do_send(Typing {
+                    username: me,
+                    is_typing,
+                });
+            }
+            ClientEvent::RoomCreate { room_name } => {
+                let name = match check_name(&room_name) {
+                    Ok(name) => name,
+                    Err(e) => {
+                        let response = invalid_room(e);
+                        return self.send(
+                            ctx,
+                            ServerEvent::RoomCreateReject {
+                                response: &response,
+                            },
+                        );
+                    }
+                };
+                let create = CreateRoom {
+                    name: name.clone(),
+                    creator: me,
+                };
+                let request = self.registry.send(create);
+                ctx.wait(
+                    request
+                        .into_actor(self)
+                        .map(move |created, act, ctx| match created {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => {
+                                let response = format!("Room {name} already exists");
+                                act.send(
+                                    ctx,
+                                    ServerEvent::RoomCreateReject {
+                                        response: &response,
+                                    },
+                                );
+                            }
+                            Err(e) => act.error(ctx, &format!("internal error: {e}")),
+                        }),
+                );
+            }
+            ClientEvent::RoomSwitchRequest { room_name } => self.switch(ctx, me, room_name),
+            ClientEvent::RoomChatClear {
+                username,
+                room_name,
+            } => {
+                if username != me {
+                    self.spoofed(&room, &me, &username, "a chat clear");
+                }
+                let request = self.registry.send(FindRoom(room_name.clone()));
+                ctx.wait(
+                    request
+                        .into_actor(self)
+                        .map(move |found, act, ctx| match found {
+                            Ok(Some(target)) => target.do_send(Clear { username: me }),
+                            Ok(None) => act.error(ctx, &format!("Room {room_name} not found")),
+                            Err(e) => act.error(ctx, &format!("internal error: {e}")),
+                        }),
+                );
+            }
+            ClientEvent::ConnectionRequest { .. } => self.error(ctx, INVALID_FORMAT),
+        }
+    }
+
+    /// A warning naming both users, to the room; the event itself is dropped.
+    fn spoofed(&self, room: &Addr<Room>, me: &str, claimed: &str, what: &str) {
+        log::warn!("chat user {me} sent {what} as {claimed}");
+        room.do_send(Notice {
+            severity: Severity::Warning,
+            message: format!("{me} tried to send {what} as {claimed}"),
+        });
+    }
+
+    fn switch(&mut self, ctx: &mut WebsocketContext<Self>, me: String, to: String) {
+        let registry = self.registry.clone();
+        let (conn, member) = (self.core.id(), self.core.handle(ctx));
+        let user = UserStatus {
+            username: me.clone(),
+            connected_at: Utc::now(),
+        };
+        let request = SwitchRoom {
+            username: me.clone(),
+            to: to.clone(),
+        };
+        let moved = async move {
+            let (from, into) = match registry.send(request).await {
+                Ok(Ok(rooms)) => rooms,
+                Ok(Err(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            from.do_send(Exit {
+                conn,
+                username: user.username.clone(),
+            });
+            let entered = into.send(Enter { member, user }).await?;
+            Ok(Some((into, entered)))
+        };
+        ctx.wait(
+            moved
+                .into_actor(self)
+                .map(move |moved, act, ctx| match moved {
+                    Ok(Some((room, entered))) => {
+                        act.send(ctx, ServerEvent::RoomSwitchResponse { room_name: &to });
+                        act.enter(ctx, entered);
+                        act.stage = Stage::Joined { username: me, room };
+                    }
+                    Ok(None) => {
+                        let response = format!("Room {to} not found");
+                        act.send(
+                            ctx,
+                            ServerEvent::RoomSwitchReject {
+                                response: &response,
+                            },
+                        );
+                    }
+                    Err(e) => act.error(ctx, &format!("internal error: {e}")),
+                }),
+        );
+    }
+}
+
+impl WsConnection for ChatMember {
+    fn core(&mut self) -> &mut ConnectionCore {
+        &mut self.core
+    }
+}
+
+crate::connection_handlers!(ChatMember);
+
+impl Actor for ChatMember {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.core.started(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.core.stopped();
+        let conn = self.core.id();
+        match std::mem::replace(&mut self.stage, Stage::Unjoined) {
+            Stage::Joined { username, room } => {
+                room.do_send(Exit {
+                    conn,
+                    username: username.clone(),
+                });
+                self.registry.do_send(LeaveChat { username, conn });
+            }
+            Stage::Joining(username) => self.registry.do_send(LeaveChat { username, conn }),
+            Stage::Unjoined => {}
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for ChatMember {
+    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        let Some(inbound) = self.core.receive(item, ctx) else {
+            return;
+        };
+        let started = Instant::now();
+        let joined = match &self.stage {
+            Stage::Joined { username, room } => Some((username.clone(), room.clone())),
+            Stage::Unjoined | Stage::Joining(_) => None,
+        };
+        match (inbound, joined) {
+            (Inbound::Text(text), None) => self.join(ctx, &text),
+            (Inbound::Text(text), Some((me, room))) => self.event(ctx, me, room, &text),
+            (Inbound::Binary(_), None) => self.reject(ctx, INVALID_FORMAT),
+            (Inbound::Binary(_), Some(_)) => self.error(ctx, INVALID_FORMAT),
+            (Inbound::RateLimited { .. }, _) => {
+                self.error(ctx, "Rate limit exceeded");
+                self.core.close_if_abusive(ctx);
+            }
+        }
+        self.core.observe_handling(started);
+    }
+}

@@ -1,0 +1,66 @@
+//! The workshop chat (PROTOCOLS.md §2, seed `003`): rooms, history, typing
+//! and presence, compatible with the workshop's browser client.
+//!
+//! - [`wire`]: the exact JSON events, pure.
+//! - [`ChatMember`]: the connection actor of one user; the connect sequence,
+//!   validation and anti-spoofing.
+//! - [`Room`]: one actor per room; its members, its recent history (kept in
+//!   the store too) and every broadcast, encoded once.
+//! - a [`Lobby`](crate::lobby::Lobby): every joined user, for `room_create`.
+//! - the chat part of the [`Registry`](crate::registry::Registry)
+//!   (`directory`): unique usernames, rooms in creation order and who is in
+//!   which room, so `all_rooms` is one consistent snapshot.
+
+mod directory;
+mod member;
+mod room;
+pub mod wire;
+
+pub use directory::{ChatDirectory, EnsureRoom, FindRoom, ListRooms};
+pub use member::ChatMember;
+pub use room::{GetHistory, Purge, Room, Say};
+
+use crate::store::{Store, StoreError};
+use wire::{HistoryEntry, GLOBAL_ROOM};
+
+/// Settings of the chat (`[chat]` in the config).
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    /// Messages kept per room (in memory and in the store).
+    pub history_limit: usize,
+    /// Longest message, in characters.
+    pub max_message_chars: usize,
+}
+
+/// Who is recorded as the creator of `Global`.
+pub const GLOBAL_CREATOR: &str = "System";
+
+/// A room as the store keeps it, read at start-up.
+pub struct StoredRoom {
+    /// Its name.
+    pub name: String,
+    /// Who created it.
+    pub creator: String,
+    /// Its last messages, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Reads every room and its recent history, creating `Global` on first start.
+pub fn load_rooms(
+    store: &mut dyn Store,
+    history_limit: usize,
+) -> Result<Vec<StoredRoom>, StoreError> {
+    store.create_chat_room(GLOBAL_ROOM, GLOBAL_CREATOR)?;
+    let mut rooms = Vec::new();
+    for (name, creator) in store.chat_rooms()? {
+        let history = store.chat_history(&name, history_limit)?;
+        rooms.push(StoredRoom {
+            name,
+            creator,
+            history,
+        });
+    }
+    // Global first, whatever the stored order.
+    rooms.sort_by_key(|r| r.name != GLOBAL_ROOM);
+    Ok(rooms)
+}

@@ -1,0 +1,275 @@
+//! The Room actor: one chat room, its members and its recent history.
+//!
+//! Every event for the room is encoded once here and queued to every member
+//! through the fan-out helper. The history lives in memory (the last
+//! `history_limit` messages) and every change is sent to the store, so a
+//! restarted broker serves the same history.
+
+use std::collections::VecDeque;
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use super::wire::{HistoryEntry, ServerEvent, Severity, UserStatus, GLOBAL_ROOM};
+use crate::connection::{ConnId, Frames, MemberHandle};
+use crate::fanout::FanOut;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
+use crate::store::{ClearChatHistory, SaveChatMessage, StoreHandle};
+use crate::Protocol;
+
+/// One chat room. Runs supervised on the arbiter pool.
+pub struct Room {
+    name: String,
+    members: FanOut,
+    /// Who is here, in the order they came.
+    present: Vec<(ConnId, UserStatus)>,
+    history: VecDeque<HistoryEntry>,
+    keep: usize,
+    store: StoreHandle,
+    _alive: ActorGauge,
+}
+
+impl Room {
+    /// A room with its stored history.
+    pub fn new(
+        name: String,
+        history: Vec<HistoryEntry>,
+        keep: usize,
+        evict_after: u32,
+        store: StoreHandle,
+    ) -> Self {
+        Room {
+            name,
+            members: FanOut::new(Protocol::Chat, evict_after),
+            present: Vec::new(),
+            history: history.into(),
+            keep,
+            store,
+            _alive: ActorGauge::new(ActorKind::ChatRoom),
+        }
+    }
+
+    fn broadcast(&mut self, event: ServerEvent<'_>) {
+        let removed = self.members.broadcast(&Frames::One(event.encode().into()));
+        if !removed.is_empty() {
+            self.present.retain(|(conn, _)| !removed.contains(conn));
+        }
+    }
+
+    fn history(&self) -> Vec<HistoryEntry> {
+        self.history.iter().cloned().collect()
+    }
+
+    fn clear(&mut self, by: &str) {
+        self.history.clear();
+        self.store.do_send(ClearChatHistory {
+            room: self.name.clone(),
+        });
+        let name = self.name.clone();
+        self.broadcast(ServerEvent::RoomChatClear {
+            username: by,
+            room_name: &name,
+        });
+    }
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Room {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        log::warn!("chat room {} restarting", self.name);
+        metrics().actor_restarted(ActorKind::ChatRoom);
+    }
+}
+
+/// What a user entering a room is sent before anything else from the room:
+/// `message_history` and `users_online` (everyone but the newcomer).
+pub struct Entered {
+    /// The `message_history` frame.
+    pub history: String,
+    /// The `users_online` frame.
+    pub users_online: String,
+}
+
+/// A user enters the room. Answers with its first frames, then broadcasts
+/// `user_join` to the room, the newcomer included (queued after the answer).
+#[derive(Message)]
+#[rtype(result = "Entered")]
+pub struct Enter {
+    /// The user's connection.
+    pub member: MemberHandle,
+    /// The user as `users_online` shows it.
+    pub user: UserStatus,
+}
+
+impl Handler<Enter> for Room {
+    type Result = MessageResult<Enter>;
+    fn handle(&mut self, msg: Enter, _: &mut Self::Context) -> Self::Result {
+        let history = self.history();
+        let users: Vec<UserStatus> = self.present.iter().map(|(_, u)| u.clone()).collect();
+        let entered = Entered {
+            history: ServerEvent::MessageHistory { messages: &history }.encode(),
+            users_online: ServerEvent::UsersOnline { users: &users }.encode(),
+        };
+        self.present.push((msg.member.id, msg.user.clone()));
+        self.members.join(msg.member);
+        self.broadcast(ServerEvent::UserJoin {
+            username: &msg.user.username,
+        });
+        MessageResult(entered)
+    }
+}
+
+/// A user leaves the room (switch or disconnect): `user_leave` to the rest.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Exit {
+    /// The user's connection.
+    pub conn: ConnId,
+    /// The user's name.
+    pub username: String,
+}
+
+impl Handler<Exit> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Exit, _: &mut Self::Context) {
+        self.members.leave(msg.conn);
+        self.present.retain(|(conn, _)| *conn != msg.conn);
+        self.broadcast(ServerEvent::UserLeave {
+            username: &msg.username,
+        });
+    }
+}
+
+/// A message for the room: stored, then broadcast to everyone, the sender
+/// included. The sender has checked it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Say {
+    /// Who says it.
+    pub username: String,
+    /// What.
+    pub message: String,
+}
+
+impl Handler<Say> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Say, _: &mut Self::Context) {
+        let entry = HistoryEntry {
+            username: msg.username,
+            message: msg.message,
+            timestamp: Utc::now(),
+        };
+        self.broadcast(ServerEvent::Message {
+            username: &entry.username,
+            message: &entry.message,
+        });
+        metrics().chat.messages.inc();
+        self.store.do_send(SaveChatMessage {
+            room: self.name.clone(),
+            entry: entry.clone(),
+            keep: self.keep,
+        });
+        self.history.push_back(entry);
+        while self.history.len() > self.keep {
+            self.history.pop_front();
+        }
+    }
+}
+
+/// A typing indicator, relayed to the room (the sender included).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Typing {
+    /// Who is typing.
+    pub username: String,
+    /// Started or stopped.
+    pub is_typing: bool,
+}
+
+impl Handler<Typing> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Typing, _: &mut Self::Context) {
+        self.broadcast(ServerEvent::Typing {
+            username: &msg.username,
+            is_typing: msg.is_typing,
+        });
+    }
+}
+
+/// A `system` notice for the whole room (spoofing warnings).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Notice {
+    /// How serious.
+    pub severity: Severity,
+    /// The text.
+    pub message: String,
+}
+
+impl Handler<Notice> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Notice, _: &mut Self::Context) {
+        self.broadcast(ServerEvent::System {
+            severity: msg.severity,
+            message: &msg.message,
+        });
+    }
+}
+
+/// A user asks to empty the room's history. `Global` refuses (an error
+/// notice to the room, history kept).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Clear {
+    /// Who asks (the real sender).
+    pub username: String,
+}
+
+impl Handler<Clear> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Clear, _: &mut Self::Context) {
+        if self.name == GLOBAL_ROOM {
+            let refusal = format!(
+                "{} tried to clear the {GLOBAL_ROOM} room, which cannot be cleared",
+                msg.username
+            );
+            self.broadcast(ServerEvent::System {
+                severity: Severity::Error,
+                message: &refusal,
+            });
+            return;
+        }
+        self.clear(&msg.username);
+    }
+}
+
+/// The operator empties the room's history (`DELETE /chat/clear-chat`);
+/// unlike [`Clear`] this works for `Global` too.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Purge {
+    /// Shown as who cleared it.
+    pub by: String,
+}
+
+impl Handler<Purge> for Room {
+    type Result = ();
+    fn handle(&mut self, msg: Purge, _: &mut Self::Context) {
+        self.clear(&msg.by);
+    }
+}
+
+/// The room's history, oldest first (HTTP `GET .../messages`).
+#[derive(Message)]
+#[rtype(result = "Vec<HistoryEntry>")]
+pub struct GetHistory;
+
+impl Handler<GetHistory> for Room {
+    type Result = Vec<HistoryEntry>;
+    fn handle(&mut self, _: GetHistory, _: &mut Self::Context) -> Self::Result {
+        self.history()
+    }
+}
