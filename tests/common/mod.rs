@@ -236,11 +236,7 @@ impl WsClient {
         url: &str,
         protocols: &[&str],
     ) -> Result<(WsClient, Option<String>), awc::error::WsClientError> {
-        let mut request = awc::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .finish()
-            .ws(url)
-            .max_frame_size(16 * 1024 * 1024);
+        let mut request = http_client().ws(url).max_frame_size(16 * 1024 * 1024);
         if !protocols.is_empty() {
             request = request.protocols(protocols);
         }
@@ -266,9 +262,8 @@ impl WsClient {
         self.conn.send(msg).await.expect("send");
     }
 
-    /// The next data or close frame (pings are answered, pongs skipped).
-    pub async fn next_frame(&mut self) -> Frame {
-        let deadline = std::time::Instant::now() + FRAME_TIMEOUT;
+    /// The next frame other than a ping (pings are answered), before `deadline`.
+    async fn next_unpinged(&mut self, deadline: std::time::Instant) -> Frame {
         loop {
             let frame = actix_rt::time::timeout(left(deadline), self.conn.next())
                 .await
@@ -279,6 +274,16 @@ impl WsClient {
                 Frame::Ping(payload) => {
                     let _ = self.conn.send(ws::Message::Pong(payload)).await;
                 }
+                other => return other,
+            }
+        }
+    }
+
+    /// The next data or close frame (pings are answered, pongs skipped).
+    pub async fn next_frame(&mut self) -> Frame {
+        let deadline = std::time::Instant::now() + FRAME_TIMEOUT;
+        loop {
+            match self.next_unpinged(deadline).await {
                 Frame::Pong(_) => {}
                 other => return other,
             }
@@ -291,16 +296,8 @@ impl WsClient {
             .await;
         let deadline = std::time::Instant::now() + FRAME_TIMEOUT;
         loop {
-            let frame = actix_rt::time::timeout(left(deadline), self.conn.next())
-                .await
-                .expect("timed out waiting for a pong")
-                .expect("connection ended")
-                .expect("protocol error");
-            match frame {
+            match self.next_unpinged(deadline).await {
                 Frame::Pong(got) if got == payload => return,
-                Frame::Ping(p) => {
-                    let _ = self.conn.send(ws::Message::Pong(p)).await;
-                }
                 Frame::Pong(_) => {}
                 other => panic!("expected a pong, got {other:?}"),
             }
@@ -372,12 +369,16 @@ pub struct Reply {
     pub text: String,
 }
 
+/// The HTTP client of the tests.
+fn http_client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish()
+}
+
 /// Sends an HTTP request; `key` becomes `Authorization: Bearer <key>`.
 pub async fn request(method: &str, url: &str, key: Option<&str>, body: Option<&Value>) -> Reply {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .finish();
-    let mut req = client.request(method.parse().expect("method"), url);
+    let mut req = http_client().request(method.parse().expect("method"), url);
     if let Some(key) = key {
         req = req.insert_header(("Authorization", format!("Bearer {key}")));
     }
@@ -402,10 +403,7 @@ pub async fn request_raw(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (u16, Vec<u8>) {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .finish();
-    let mut req = client.request(method.parse().expect("method"), url);
+    let mut req = http_client().request(method.parse().expect("method"), url);
     for (name, value) in headers {
         req = req.insert_header((*name, *value));
     }
@@ -424,10 +422,7 @@ pub async fn request_headers(
     url: &str,
     headers: &[(&str, &str)],
 ) -> (u16, std::collections::HashMap<String, String>) {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .finish();
-    let mut req = client.request(method.parse().expect("method"), url);
+    let mut req = http_client().request(method.parse().expect("method"), url);
     for (name, value) in headers {
         req = req.insert_header((*name, *value));
     }
