@@ -38,8 +38,12 @@ pub struct Config {
     pub limits: Limits,
     /// `[concierge]`
     pub concierge: ConciergeConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
     /// `[chat]`
     pub chat: ChatConfig,
+    /// `[live]`
+    pub live: LiveConfig,
     /// `[sessions]`
     pub sessions: SessionsConfig,
 }
@@ -123,6 +127,27 @@ impl ConciergeConfig {
             files_dir: self.files_dir.clone(),
         })
     }
+}
+
+/// `[auth]`: tokens of the live and rooms protocols.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret of the JWTs; none means those upgrades answer 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<Secret>,
+}
+
+/// `[live]`: live presence and friends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Whether the protocol is served.
+    pub enabled: bool,
+    /// WebSocket endpoint.
+    pub path: String,
+    /// Operator HTTP API prefix (`PUT {api_path}/users/{id}`).
+    pub api_path: String,
 }
 
 /// `[chat]`: the workshop chat.
@@ -314,6 +339,8 @@ impl Config {
             ("concierge.path", &self.concierge.path),
             ("concierge.files_path", &self.concierge.files_path),
             ("chat.path", &self.chat.path),
+            ("live.path", &self.live.path),
+            ("live.api_path", &self.live.api_path),
         ] {
             if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
                 return Err(invalid(key, "must start with `/` and not end with `/`"));
@@ -345,6 +372,14 @@ impl Config {
         }
         if self.concierge.max_file_size.as_u64() == 0 {
             return Err(invalid("concierge.max_file_size", "must be greater than 0"));
+        }
+        if self
+            .auth
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|k| k.0.len() < 32)
+        {
+            return Err(invalid("auth.jwt_secret", "must be at least 32 characters"));
         }
         if self.chat.history_limit == 0 {
             return Err(invalid("chat.history_limit", "must be greater than 0"));

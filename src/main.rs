@@ -27,6 +27,18 @@ enum Command {
         /// The TOML file to check.
         path: PathBuf,
     },
+    /// Mint a JWT for the live and rooms protocols from `auth.jwt_secret`.
+    Token {
+        /// The user id (`sub`).
+        #[arg(long)]
+        user_id: String,
+        /// The username (`name`).
+        #[arg(long)]
+        name: String,
+        /// How long the token is valid, e.g. `30m`, `1h`, `7d`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
     /// Exit 0 when the broker's /healthz answers 200 (for container health checks).
     Healthcheck {
         /// The URL to probe; default: /healthz on the configured port at 127.0.0.1.
@@ -44,6 +56,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(cli.config),
         Command::CheckConfig { path } => check_config(&path),
         Command::Healthcheck { url } => healthcheck(cli.config, url),
+        Command::Token { user_id, name, ttl } => token(cli.config, &user_id, &name, ttl),
     }
 }
 
@@ -76,6 +89,24 @@ fn check_config(path: &std::path::Path) -> ExitCode {
         }
         Err(code) => code,
     }
+}
+
+fn token(path: Option<PathBuf>, user_id: &str, name: &str, ttl: Duration) -> ExitCode {
+    let config = match load(path.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(secret) = config.auth.jwt_secret else {
+        eprintln!("switchboard: configuration error: `auth.jwt_secret` is not set");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    if user_id.is_empty() || name.is_empty() {
+        eprintln!("switchboard: --user-id and --name must not be empty");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let keys = switchboard_actors::auth::TokenKeys::new(secret.expose().as_bytes());
+    println!("{}", keys.mint(user_id, name, ttl));
+    ExitCode::SUCCESS
 }
 
 fn healthcheck(path: Option<PathBuf>, url: Option<String>) -> ExitCode {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Extensions, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{select, Either};
+use switchboard_actors::auth::TokenKeys;
 use switchboard_actors::store::{SqliteStore, StoreError};
 use switchboard_actors::{Broker, BrokerSettings};
 
@@ -83,6 +84,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let state = web::Data::new(AppState {
         broker: broker.clone(),
         config: Arc::clone(&config),
+        tokens: config
+            .auth
+            .jwt_secret
+            .as_ref()
+            .map(|secret| TokenKeys::new(secret.expose().as_bytes())),
     });
     let files = web::Data::new(FileServer {
         root: config.concierge.files_dir.clone(),

@@ -3,11 +3,14 @@
 //! Every protocol's upgrade goes through [`admit`], which applies the
 //! connection caps (503 when over) and builds the shared connection core.
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
+use switchboard_actors::auth::{token_from, Claims};
 use switchboard_actors::chat::ChatMember;
 use switchboard_actors::concierge::{wire, ConciergeClient};
 use switchboard_actors::connection::{ConnectionCore, Disconnect, Heartbeat};
+use switchboard_actors::live::{LiveClient, LiveUser};
 use switchboard_actors::metrics::metrics;
 use switchboard_actors::sessions::Watcher;
 use switchboard_actors::Protocol;
@@ -108,6 +111,40 @@ pub async fn chat(
         room.map(web::Path::into_inner),
     );
     ws::WsResponseBuilder::new(member, &req, stream)
+        .frame_size(broker.limits.max_frame_bytes())
+        .start()
+}
+
+/// The claims of the request's JWT (`?token=` or `Authorization: Bearer`);
+/// anything else answers 401 before the upgrade.
+fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
+    let keys = state.tokens.as_ref().ok_or(ApiError::InvalidToken)?;
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = token_from(req.uri().query(), authorization).ok_or(ApiError::InvalidToken)?;
+    keys.verify(&token).map_err(|e| {
+        log::info!("token upgrade from {:?} refused: {e}", req.peer_addr());
+        ApiError::InvalidToken
+    })
+}
+
+/// `GET /live`: a live presence client, authenticated by its JWT.
+pub async fn live(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let claims = authenticate(&req, &state)?;
+    let core = admit(&req, &state, Protocol::Live)?;
+    let broker = &state.broker;
+    let me = LiveUser {
+        id: claims.sub,
+        name: claims.name,
+    };
+    let client = LiveClient::new(core, me, broker.store.clone(), broker.presence.clone());
+    ws::WsResponseBuilder::new(client, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
         .start()
 }

@@ -10,6 +10,7 @@ use crate::chat::{self, ChatDirectory, ChatSettings};
 use crate::concierge::{ConciergeDirectory, ConciergeSettings};
 use crate::connection::Disconnect;
 use crate::limits::Limits;
+use crate::live::Presence;
 use crate::lobby::Lobby;
 use crate::metrics::ActorKind;
 use crate::pool::ArbiterPool;
@@ -53,6 +54,8 @@ pub struct Broker {
     pub concierge: Arc<ConciergeSettings>,
     /// The chat's settings.
     pub chat: Arc<ChatSettings>,
+    /// Live presence: who is online, playing what.
+    pub presence: Addr<Presence>,
     pool: Arc<ArbiterPool>,
 }
 
@@ -101,6 +104,8 @@ impl Broker {
         let registry = Supervisor::start_in_arbiter(&pool.next(), move |_| {
             Registry::new(directory, concierge_directory, chat_directory)
         });
+        let presence =
+            Supervisor::start_in_arbiter(&pool.next(), move |_| Presence::new(evict_after));
 
         let limits = Arc::new(settings.limits);
         let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
@@ -115,6 +120,7 @@ impl Broker {
             concierge_lobby,
             concierge: Arc::new(settings.concierge),
             chat: Arc::new(settings.chat),
+            presence,
             pool,
         })
     }

@@ -9,12 +9,14 @@
 //! holding its exact wire format.
 
 pub mod admission;
+pub mod auth;
 pub mod broker;
 pub mod chat;
 pub mod concierge;
 pub mod connection;
 pub mod fanout;
 pub mod limits;
+pub mod live;
 pub mod lobby;
 pub mod metrics;
 pub mod pool;

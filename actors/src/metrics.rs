@@ -35,10 +35,12 @@ pub enum ActorKind {
     ChatLobby,
     /// One chat room.
     ChatRoom,
+    /// The live presence (one).
+    LivePresence,
 }
 
 impl ActorKind {
-    const ALL: [ActorKind; 7] = [
+    const ALL: [ActorKind; 8] = [
         ActorKind::Registry,
         ActorKind::SessionFeed,
         ActorKind::SessionListing,
@@ -46,6 +48,7 @@ impl ActorKind {
         ActorKind::ConciergeService,
         ActorKind::ChatLobby,
         ActorKind::ChatRoom,
+        ActorKind::LivePresence,
     ];
 
     /// The label value.
@@ -58,6 +61,7 @@ impl ActorKind {
             ActorKind::ConciergeService => "concierge_service",
             ActorKind::ChatLobby => "chat_lobby",
             ActorKind::ChatRoom => "chat_room",
+            ActorKind::LivePresence => "live_presence",
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct Metrics {
     pub concierge: ConciergeMetrics,
     /// The chat's own series.
     pub chat: ChatMetrics,
+    /// Distinct live users online.
+    pub live_users: IntGauge,
     /// Restarts of supervised actors, by actor kind.
     actor_restarts: IntCounterVec,
     /// Live long-lived actors, by kind.
@@ -245,7 +251,7 @@ impl Metrics {
         );
         let actors = gauge_vec(
             "switchboard_actors",
-            "Live long-lived actors (registry, session feed and listings, concierge lobby and services, chat lobby and rooms), by kind.",
+            "Live long-lived actors (registry, session feed and listings, concierge lobby and services, chat lobby and rooms, live presence), by kind.",
             &["kind"],
         );
         let client_versions = gauge_vec(
@@ -288,6 +294,12 @@ impl Metrics {
             .expect("valid counter"),
         };
 
+        let live_users = IntGauge::new(
+            "switchboard_live_users_online",
+            "Distinct live users online (several connections count once).",
+        )
+        .expect("valid gauge");
+
         let per_protocol = Protocol::ALL
             .iter()
             .map(|p| {
@@ -327,6 +339,7 @@ impl Metrics {
         reg(Box::new(chat.rooms.clone()));
         reg(Box::new(chat.members.clone()));
         reg(Box::new(chat.messages.clone()));
+        reg(Box::new(live_users.clone()));
         reg(Box::new(actor_restarts.clone()));
         reg(Box::new(actors.clone()));
         reg(Box::new(client_versions.clone()));
@@ -343,6 +356,7 @@ impl Metrics {
             listed_sessions,
             concierge,
             chat,
+            live_users,
             actor_restarts,
             actors,
             client_versions,

@@ -12,19 +12,27 @@ pub enum Protocol {
     Concierge,
     /// The workshop chat: rooms, history, typing, presence.
     Chat,
+    /// Live presence and friends.
+    Live,
     /// The session list: game sessions broadcast to watchers as text lines.
     Sessions,
 }
 
 impl Protocol {
     /// Every protocol, in a fixed order (metrics are pre-created for each).
-    pub const ALL: [Protocol; 3] = [Protocol::Concierge, Protocol::Chat, Protocol::Sessions];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Concierge,
+        Protocol::Chat,
+        Protocol::Live,
+        Protocol::Sessions,
+    ];
 
     /// The name used in metrics labels, logs and config sections.
     pub const fn as_str(self) -> &'static str {
         match self {
             Protocol::Concierge => "concierge",
             Protocol::Chat => "chat",
+            Protocol::Live => "live",
             Protocol::Sessions => "sessions",
         }
     }
@@ -34,7 +42,8 @@ impl Protocol {
         match self {
             Protocol::Concierge => 0,
             Protocol::Chat => 1,
-            Protocol::Sessions => 2,
+            Protocol::Live => 2,
+            Protocol::Sessions => 3,
         }
     }
 }

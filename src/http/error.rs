@@ -12,6 +12,9 @@ pub enum ApiError {
     /// 401: missing or wrong admin key.
     #[error("missing or wrong admin key")]
     Unauthorized,
+    /// 401: a token upgrade without a valid, unexpired JWT.
+    #[error("missing, invalid or expired token")]
+    InvalidToken,
     /// 401: a file-server request without a connected client's key.
     #[error("missing or unknown file-server key (x-fs-key)")]
     UnknownKey,
@@ -39,7 +42,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized | ApiError::UnknownKey => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::UnknownKey | ApiError::InvalidToken => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -54,7 +59,7 @@ impl ResponseError for ApiError {
             log::error!("internal error: {detail}");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
+        if matches!(self, ApiError::Unauthorized | ApiError::InvalidToken) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(serde_json::json!({ "error": self.to_string() }))

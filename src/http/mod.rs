@@ -5,12 +5,14 @@ pub mod admin;
 pub mod chat;
 pub mod error;
 pub mod files;
+pub mod live;
 pub mod observe;
 pub mod sessions;
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse, ResponseError};
+use switchboard_actors::auth::TokenKeys;
 use switchboard_actors::Broker;
 
 use crate::config::Config;
@@ -22,6 +24,8 @@ pub struct AppState {
     pub broker: Broker,
     /// The effective configuration.
     pub config: Arc<Config>,
+    /// The JWT keys of `auth.jwt_secret`; none: token upgrades answer 401.
+    pub tokens: Option<TokenKeys>,
 }
 
 /// Largest JSON body any API accepts.
@@ -32,6 +36,7 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
     let sessions = config.sessions.clone();
     let concierge = config.concierge.clone();
     let chat = config.chat.clone();
+    let live = config.live.clone();
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(
             web::JsonConfig::default()
@@ -55,6 +60,10 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
                     .wrap(chat::cors())
                     .configure(chat::routes),
             );
+        }
+        if live.enabled {
+            cfg.route(&live.path, web::get().to(crate::ws::live))
+                .service(web::scope(&live.api_path).configure(live::routes));
         }
         if sessions.enabled {
             cfg.route(&sessions.path, web::get().to(crate::ws::sessions))

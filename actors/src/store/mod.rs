@@ -14,6 +14,8 @@ use actix::prelude::*;
 pub use sqlite::SqliteStore;
 
 use crate::chat::wire::HistoryEntry;
+use crate::live::wire::FriendRequest;
+use crate::live::{FriendError, SentRequest};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +66,32 @@ pub trait Store: Send + 'static {
     ) -> Result<(), StoreError>;
     /// Empties a room's history.
     fn clear_chat_room(&mut self, room: &str) -> Result<(), StoreError>;
+    /// Records a live user (or its new username).
+    fn live_user_seen(&mut self, user_id: &str, username: &str) -> Result<(), StoreError>;
+    /// `from` asks the user called `to_username` to be friends; if that user
+    /// asked first they become friends at once.
+    fn live_send_request(
+        &mut self,
+        from: &str,
+        to_username: &str,
+    ) -> Result<Result<SentRequest, FriendError>, StoreError>;
+    /// `me` accepts or rejects the pending request from `requester`.
+    fn live_answer_request(
+        &mut self,
+        me: &str,
+        requester: &str,
+        accept: bool,
+    ) -> Result<Result<(), FriendError>, StoreError>;
+    /// Ends the friendship of `me` and `other`.
+    fn live_remove_friend(
+        &mut self,
+        me: &str,
+        other: &str,
+    ) -> Result<Result<(), FriendError>, StoreError>;
+    /// The friends of `me` as (user id, username), by username.
+    fn live_friends(&mut self, me: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// The pending requests to `me`, oldest first.
+    fn live_incoming_requests(&mut self, me: &str) -> Result<Vec<FriendRequest>, StoreError>;
 }
 
 /// Runs a [`Store`] on its own thread so disk I/O never blocks an event loop.
@@ -201,5 +229,119 @@ impl Handler<ClearChatHistory> for StoreActor {
             "clearing a chat room",
             self.store.clear_chat_room(&msg.room),
         )
+    }
+}
+
+/// A live user connected (or was registered by the operator).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct LiveUserSeen {
+    /// The account's id.
+    pub user_id: String,
+    /// Its current username.
+    pub username: String,
+}
+
+impl Handler<LiveUserSeen> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: LiveUserSeen, _: &mut Self::Context) -> Self::Result {
+        logged(
+            "recording a live user",
+            self.store.live_user_seen(&msg.user_id, &msg.username),
+        )
+    }
+}
+
+/// A change to the friend graph, as one transaction.
+#[derive(Message)]
+#[rtype(result = "Result<Result<FriendChange, FriendError>, StoreError>")]
+pub enum ChangeFriends {
+    /// `from` sends a request to the user called `to_username`.
+    Request {
+        /// The sender's id.
+        from: String,
+        /// The target's username.
+        to_username: String,
+    },
+    /// `me` accepts or rejects the pending request from `requester`.
+    Answer {
+        /// Who answers.
+        me: String,
+        /// Whose request.
+        requester: String,
+        /// Accept (else reject).
+        accept: bool,
+    },
+    /// `me` and `other` stop being friends.
+    Remove {
+        /// Who removes.
+        me: String,
+        /// The friend.
+        other: String,
+    },
+}
+
+/// What a [`ChangeFriends`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FriendChange {
+    /// A request was sent (or made friends at once).
+    Sent(SentRequest),
+    /// The answer or removal was done.
+    Done,
+}
+
+impl Handler<ChangeFriends> for StoreActor {
+    type Result = Result<Result<FriendChange, FriendError>, StoreError>;
+    fn handle(&mut self, msg: ChangeFriends, _: &mut Self::Context) -> Self::Result {
+        let result = match msg {
+            ChangeFriends::Request { from, to_username } => self
+                .store
+                .live_send_request(&from, &to_username)
+                .map(|r| r.map(FriendChange::Sent)),
+            ChangeFriends::Answer {
+                me,
+                requester,
+                accept,
+            } => self
+                .store
+                .live_answer_request(&me, &requester, accept)
+                .map(|r| r.map(|()| FriendChange::Done)),
+            ChangeFriends::Remove { me, other } => self
+                .store
+                .live_remove_friend(&me, &other)
+                .map(|r| r.map(|()| FriendChange::Done)),
+        };
+        if let Err(e) = &result {
+            log::error!("store: changing the friend graph failed: {e}");
+        }
+        result
+    }
+}
+
+/// The friends of a user as (user id, username).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, String)>, StoreError>")]
+pub struct LiveFriends(pub String);
+
+impl Handler<LiveFriends> for StoreActor {
+    type Result = Result<Vec<(String, String)>, StoreError>;
+    fn handle(&mut self, LiveFriends(me): LiveFriends, _: &mut Self::Context) -> Self::Result {
+        self.store.live_friends(&me)
+    }
+}
+
+/// The pending requests to a user.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<FriendRequest>, StoreError>")]
+pub struct IncomingFriendRequests(pub String);
+
+impl Handler<IncomingFriendRequests> for StoreActor {
+    type Result = Result<Vec<FriendRequest>, StoreError>;
+    fn handle(
+        &mut self,
+        IncomingFriendRequests(me): IncomingFriendRequests,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        self.store.live_incoming_requests(&me)
     }
 }

@@ -1,0 +1,289 @@
+//! The LiveClient: the connection actor of one authenticated live user.
+//!
+//! Its identity comes from the JWT checked at the upgrade. On start it
+//! records the user, loads its friends and reports to [`Presence`] (which
+//! tells online friends when the user comes online). Requests are handled
+//! one at a time, so replies keep the order of the requests; the friend
+//! graph is read and changed on the store thread, never here.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
+
+use super::presence::{Arrive, Depart, Notify, NowPlaying, OnlineCount, Presence, Statuses};
+use super::wire::{Friend, Reply, Request, RequestKind};
+use super::{FriendError, LiveUser, SentRequest};
+use crate::connection::{ConnectionCore, Frames, Inbound, WsConnection};
+use crate::store::{
+    ChangeFriends, FriendChange, IncomingFriendRequests, LiveFriends, LiveUserSeen, StoreError,
+    StoreHandle,
+};
+
+/// One connection of a live user.
+pub struct LiveClient {
+    core: ConnectionCore,
+    me: Arc<LiveUser>,
+    store: StoreHandle,
+    presence: Addr<Presence>,
+}
+
+/// Why a request could not be served (the text goes back in `error`).
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Refused(#[from] FriendError),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+impl From<MailboxError> for Failure {
+    fn from(e: MailboxError) -> Self {
+        Failure::Internal(e.to_string())
+    }
+}
+
+/// The ids of a user's friends, from the store.
+async fn friend_ids(store: &StoreHandle, user: &str) -> Result<Vec<String>, Failure> {
+    let friends = store.send(LiveFriends(user.to_owned())).await??;
+    Ok(friends.into_iter().map(|(id, _)| id).collect())
+}
+
+impl LiveClient {
+    /// A connection of the authenticated `me`.
+    pub fn new(
+        core: ConnectionCore,
+        me: LiveUser,
+        store: StoreHandle,
+        presence: Addr<Presence>,
+    ) -> Self {
+        LiveClient {
+            core,
+            me: Arc::new(me),
+            store,
+            presence,
+        }
+    }
+
+    fn reply(&mut self, ctx: &mut WebsocketContext<Self>, reply: Reply<'_>, id: Option<&str>) {
+        let frame = reply.encode(id);
+        self.core.write(ctx, Frames::One(frame.into()));
+    }
+
+    /// Runs `work` (store and presence round trips) and writes the frame it
+    /// makes; the actor handles nothing else meanwhile.
+    fn answer<F>(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>, work: F)
+    where
+        F: std::future::Future<Output = Result<String, Failure>> + 'static,
+    {
+        ctx.wait(work.into_actor(self).map(move |result, act, ctx| {
+            let frame = result.unwrap_or_else(|failure| {
+                if let Failure::Internal(detail) = &failure {
+                    log::error!("live request of {} failed: {detail}", act.me.id);
+                }
+                Reply::Error(&failure.to_string()).encode(id.as_deref())
+            });
+            act.core.write(ctx, Frames::One(frame.into()));
+        }));
+    }
+
+    fn request(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
+        let request = match Request::decode(text) {
+            Ok(request) => request,
+            Err(bad) => return self.reply(ctx, Reply::Error(&bad.reason), bad.id.as_deref()),
+        };
+        let Request { kind, message, id } = request;
+        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        let needs_message = |what: &str| format!("`message` ({what}) is required");
+        match kind {
+            RequestKind::Ping => self.reply(ctx, Reply::Pong, id.as_deref()),
+            RequestKind::Get => {
+                let reply_id = id.clone();
+                self.answer(ctx, id, async move {
+                    let count = presence.send(OnlineCount).await?;
+                    Ok(Reply::Count(count).encode(reply_id.as_deref()))
+                })
+            }
+            RequestKind::NowPlaying => {
+                let Some(game) = message else {
+                    let reason = needs_message("the game");
+                    return self.reply(ctx, Reply::Error(&reason), id.as_deref());
+                };
+                let work = async move {
+                    let friends = friend_ids(&store, &me.id).await?;
+                    presence.do_send(NowPlaying {
+                        user_id: me.id.clone(),
+                        name: me.name.clone(),
+                        game,
+                        friends,
+                    });
+                    Ok::<_, Failure>(())
+                };
+                // No reply unless it failed.
+                ctx.wait(work.into_actor(self).map(move |done, act, ctx| {
+                    if let Err(failure) = done {
+                        log::error!("now-playing of {} failed: {failure:?}", act.me.id);
+                        act.reply(ctx, Reply::Error("internal error"), id.as_deref());
+                    }
+                }));
+            }
+            RequestKind::SendFriendRequest => {
+                let Some(username) = message else {
+                    let reason = needs_message("a username");
+                    return self.reply(ctx, Reply::Error(&reason), id.as_deref());
+                };
+                let reply_id = id.clone();
+                self.answer(ctx, id, async move {
+                    let change = ChangeFriends::Request {
+                        from: me.id.clone(),
+                        to_username: username,
+                    };
+                    match store.send(change).await??? {
+                        FriendChange::Sent(SentRequest::Pending(to)) => {
+                            presence.do_send(Notify::request(to, &me.name))
+                        }
+                        FriendChange::Sent(SentRequest::BecameFriends(to)) => {
+                            presence.do_send(Notify::accepted(to, &me.name))
+                        }
+                        FriendChange::Done => {}
+                    }
+                    Ok(Reply::Success.encode(reply_id.as_deref()))
+                })
+            }
+            RequestKind::AcceptFriendRequest
+            | RequestKind::RejectFriendRequest
+            | RequestKind::RemoveFriend => {
+                let Some(other) = message else {
+                    let reason = needs_message("a user id");
+                    return self.reply(ctx, Reply::Error(&reason), id.as_deref());
+                };
+                let change = match kind {
+                    RequestKind::RemoveFriend => ChangeFriends::Remove {
+                        me: me.id.clone(),
+                        other: other.clone(),
+                    },
+                    _ => ChangeFriends::Answer {
+                        me: me.id.clone(),
+                        requester: other.clone(),
+                        accept: kind == RequestKind::AcceptFriendRequest,
+                    },
+                };
+                let reply_id = id.clone();
+                self.answer(ctx, id, async move {
+                    store.send(change).await???;
+                    if kind == RequestKind::AcceptFriendRequest {
+                        presence.do_send(Notify::accepted(other, &me.name));
+                    }
+                    Ok(Reply::Success.encode(reply_id.as_deref()))
+                })
+            }
+            RequestKind::GetFriendRequests => {
+                let reply_id = id.clone();
+                self.answer(ctx, id, async move {
+                    let requests = store.send(IncomingFriendRequests(me.id.clone())).await??;
+                    Ok(Reply::FriendRequests(&requests).encode(reply_id.as_deref()))
+                })
+            }
+            RequestKind::GetFriends => {
+                let reply_id = id.clone();
+                self.answer(ctx, id, async move {
+                    let friends = store.send(LiveFriends(me.id.clone())).await??;
+                    let ids = friends.iter().map(|(id, _)| id.clone()).collect();
+                    let statuses = presence.send(Statuses(ids)).await?;
+                    let friends: Vec<Friend> = friends
+                        .into_iter()
+                        .zip(statuses)
+                        .map(|((user_id, username), (online, playing))| Friend {
+                            user_id,
+                            username,
+                            online,
+                            playing,
+                        })
+                        .collect();
+                    Ok(Reply::Friends(&friends).encode(reply_id.as_deref()))
+                })
+            }
+        }
+    }
+}
+
+impl WsConnection for LiveClient {
+    fn core(&mut self) -> &mut ConnectionCore {
+        &mut self.core
+    }
+}
+
+crate::connection_handlers!(LiveClient);
+
+impl Actor for LiveClient {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.core.started(ctx);
+        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        let member = self.core.handle(ctx);
+        let arrive = async move {
+            store
+                .send(LiveUserSeen {
+                    user_id: me.id.clone(),
+                    username: me.name.clone(),
+                })
+                .await??;
+            let friends = friend_ids(&store, &me.id).await?;
+            presence
+                .send(Arrive {
+                    user_id: me.id.clone(),
+                    name: me.name.clone(),
+                    member,
+                    friends,
+                })
+                .await?;
+            Ok::<_, Failure>(())
+        };
+        ctx.wait(arrive.into_actor(self).map(|arrived, act, ctx| {
+            if let Err(failure) = arrived {
+                log::error!("live user {} could not come online: {failure:?}", act.me.id);
+                act.core.close(
+                    ctx,
+                    &crate::connection::Disconnect {
+                        code: 1011,
+                        reason: "internal error".into(),
+                    },
+                );
+            }
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.core.stopped();
+        self.presence.do_send(Depart {
+            user_id: self.me.id.clone(),
+            conn: self.core.id(),
+        });
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for LiveClient {
+    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        let Some(inbound) = self.core.receive(item, ctx) else {
+            return;
+        };
+        let started = Instant::now();
+        match inbound {
+            Inbound::Text(text) => self.request(ctx, &text),
+            Inbound::Binary(_) => self.reply(ctx, Reply::Error("invalid JSON"), None),
+            Inbound::RateLimited { .. } => {
+                self.reply(ctx, Reply::Error("rate limit exceeded"), None);
+                self.core.close_if_abusive(ctx);
+            }
+        }
+        self.core.observe_handling(started);
+    }
+}
