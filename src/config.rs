@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use switchboard_actors::chat::ChatSettings;
 use switchboard_actors::concierge::ConciergeSettings;
 use switchboard_actors::limits::Limits;
+use switchboard_actors::rooms::RoomsSettings;
 use switchboard_actors::sessions::SessionsSettings;
 
 /// The default configuration, also shipped as `config/switchboard.toml`.
@@ -44,6 +45,8 @@ pub struct Config {
     pub chat: ChatConfig,
     /// `[live]`
     pub live: LiveConfig,
+    /// `[rooms]`
+    pub rooms: RoomsConfig,
     /// `[sessions]`
     pub sessions: SessionsConfig,
 }
@@ -148,6 +151,34 @@ pub struct LiveConfig {
     pub path: String,
     /// Operator HTTP API prefix (`PUT {api_path}/users/{id}`).
     pub api_path: String,
+}
+
+/// `[rooms]`: permissioned rooms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// Whether the protocol is served.
+    pub enabled: bool,
+    /// WebSocket endpoint.
+    pub path: String,
+    /// HTTP API prefix (`GET`, and `POST` with the admin key).
+    pub api_path: String,
+    /// How often the server sends `ping {time}`.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// How long a client has to answer with `pong {time}`.
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+}
+
+impl RoomsConfig {
+    /// The settings the rooms' actors need.
+    pub fn settings(&self) -> RoomsSettings {
+        RoomsSettings {
+            ping_interval: self.ping_interval,
+            pong_timeout: self.pong_timeout,
+        }
+    }
 }
 
 /// `[chat]`: the workshop chat.
@@ -341,6 +372,8 @@ impl Config {
             ("chat.path", &self.chat.path),
             ("live.path", &self.live.path),
             ("live.api_path", &self.live.api_path),
+            ("rooms.path", &self.rooms.path),
+            ("rooms.api_path", &self.rooms.api_path),
         ] {
             if !path.starts_with('/') || path.len() < 2 || path.ends_with('/') {
                 return Err(invalid(key, "must start with `/` and not end with `/`"));
@@ -380,6 +413,14 @@ impl Config {
             .is_some_and(|k| k.0.len() < 32)
         {
             return Err(invalid("auth.jwt_secret", "must be at least 32 characters"));
+        }
+        for (key, value) in [
+            ("rooms.ping_interval", self.rooms.ping_interval),
+            ("rooms.pong_timeout", self.rooms.pong_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be greater than 0"));
+            }
         }
         if self.chat.history_limit == 0 {
             return Err(invalid("chat.history_limit", "must be greater than 0"));

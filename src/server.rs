@@ -72,6 +72,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             sessions: config.sessions.settings(),
             concierge: config.concierge.settings()?,
             chat: config.chat.settings(),
+            rooms: config.rooms.settings(),
             arbiters: cores(),
         },
         db,

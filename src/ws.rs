@@ -12,6 +12,7 @@ use switchboard_actors::concierge::{wire, ConciergeClient};
 use switchboard_actors::connection::{ConnectionCore, Disconnect, Heartbeat};
 use switchboard_actors::live::{LiveClient, LiveUser};
 use switchboard_actors::metrics::metrics;
+use switchboard_actors::rooms::RoomsClient;
 use switchboard_actors::sessions::Watcher;
 use switchboard_actors::Protocol;
 
@@ -144,6 +145,26 @@ pub async fn live(
         name: claims.name,
     };
     let client = LiveClient::new(core, me, broker.store.clone(), broker.presence.clone());
+    ws::WsResponseBuilder::new(client, &req, stream)
+        .frame_size(broker.limits.max_frame_bytes())
+        .start()
+}
+
+/// `GET /rooms`: a permissioned-rooms client, authenticated by its JWT.
+pub async fn rooms(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let claims = authenticate(&req, &state)?;
+    let core = admit(&req, &state, Protocol::Rooms)?;
+    let broker = &state.broker;
+    let client = RoomsClient::new(
+        core,
+        claims.sub,
+        broker.registry.clone(),
+        broker.rooms.clone(),
+    );
     ws::WsResponseBuilder::new(client, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
         .start()

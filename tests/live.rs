@@ -5,20 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{admin, request, wait_for_metric, Broker, Options, WsClient};
+use common::tokens::{options, token, upgrade_refused, JWT_SECRET as SECRET};
+use common::{admin, request, wait_for_metric, Broker, WsClient};
 use serde_json::{json, Value};
 use switchboard_actors::auth::TokenKeys;
-
-/// The JWT secret every live test broker is started with.
-const SECRET: &str = "live-test-secret-0123456789abcdef";
-
-fn options() -> Options {
-    Options::default().env("AUTH__JWT_SECRET", SECRET)
-}
-
-fn token(id: &str, name: &str) -> String {
-    TokenKeys::new(SECRET.as_bytes()).mint(id, name, Duration::from_secs(3600))
-}
 
 /// A connected live user.
 struct Live {
@@ -87,18 +77,7 @@ fn error(reason: &str) -> Value {
 }
 
 async fn refused(broker: &Broker, path: &str, bearer: Option<&str>) {
-    let url = broker.ws_url(path);
-    let mut client = awc::Client::new().ws(&url);
-    if let Some(token) = bearer {
-        client = client.bearer_auth(token);
-    }
-    match client.connect().await {
-        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => {
-            assert_eq!(s.as_u16(), 401, "{path}")
-        }
-        Err(other) => panic!("{path}: {other}"),
-        Ok(_) => panic!("{path}: upgraded without a valid token"),
-    }
+    upgrade_refused(&broker.ws_url(path), bearer).await;
 }
 
 #[actix_rt::test]
@@ -398,13 +377,31 @@ async fn friendships_and_pending_requests_survive_a_restart() {
     let broker = Broker::with(options());
     let mut alice = Live::connect(&broker, "u1", "alice").await;
     let mut bob = Live::connect(&broker, "u2", "bob").await;
-    let _carol = Live::connect(&broker, "u3", "carol").await;
-    alice.ask("send-friend-request", Some("bob"), None).await;
+    let mut carol = Live::connect(&broker, "u3", "carol").await;
+    assert_eq!(
+        alice.ask("send-friend-request", Some("bob"), None).await,
+        success(None)
+    );
     bob.expect_popup("Friend request", "alice sent you a friend request.")
         .await;
-    bob.ask("accept-friend-request", Some("u1"), None).await;
-    alice.ask("send-friend-request", Some("carol"), None).await;
-    drop((alice, bob));
+    assert_eq!(
+        bob.ask("accept-friend-request", Some("u1"), None).await,
+        success(None)
+    );
+    alice
+        .expect_popup(
+            "Friend request accepted",
+            "bob accepted your friend request.",
+        )
+        .await;
+    assert_eq!(
+        alice.ask("send-friend-request", Some("carol"), None).await,
+        success(None)
+    );
+    carol
+        .expect_popup("Friend request", "alice sent you a friend request.")
+        .await;
+    drop((alice, bob, carol));
     let data = broker.stop();
 
     let broker = Broker::with(options().data(&data.path));

@@ -15,8 +15,9 @@ use crate::lobby::Lobby;
 use crate::metrics::ActorKind;
 use crate::pool::ArbiterPool;
 use crate::registry::{DisconnectAll, Registry};
+use crate::rooms::{RoomsDirectory, RoomsSettings};
 use crate::sessions::{self, ListingDirectory, SessionFeed, SessionsSettings, SharedEpoch};
-use crate::store::{self, SqliteStore, StoreError, StoreHandle};
+use crate::store::{self, SqliteStore, Store, StoreError, StoreHandle};
 use crate::Protocol;
 
 /// What the broker needs to start its actors.
@@ -29,6 +30,8 @@ pub struct BrokerSettings {
     pub concierge: ConciergeSettings,
     /// The chat's settings.
     pub chat: ChatSettings,
+    /// The permissioned rooms' settings.
+    pub rooms: RoomsSettings,
     /// Arbiters for room-like actors (usually the number of cores).
     pub arbiters: usize,
 }
@@ -56,6 +59,8 @@ pub struct Broker {
     pub chat: Arc<ChatSettings>,
     /// Live presence: who is online, playing what.
     pub presence: Addr<Presence>,
+    /// The permissioned rooms' settings.
+    pub rooms: Arc<RoomsSettings>,
     pool: Arc<ArbiterPool>,
 }
 
@@ -64,6 +69,7 @@ impl Broker {
     pub fn start(settings: BrokerSettings, mut db: SqliteStore) -> Result<Broker, StoreError> {
         let epoch = sessions::next_epoch(&mut db)?;
         let chat_rooms = chat::load_rooms(&mut db, settings.chat.history_limit)?;
+        let stored_rooms = db.rooms()?;
         let store = store::start(db);
         let pool = Arc::new(ArbiterPool::new(settings.arbiters));
         let session_epoch = SharedEpoch::new(epoch);
@@ -101,8 +107,15 @@ impl Broker {
             settings.chat.clone(),
             evict_after,
         );
+        let rooms_directory =
+            RoomsDirectory::new(stored_rooms, Arc::clone(&pool), store.clone(), evict_after);
         let registry = Supervisor::start_in_arbiter(&pool.next(), move |_| {
-            Registry::new(directory, concierge_directory, chat_directory)
+            Registry::new(
+                directory,
+                concierge_directory,
+                chat_directory,
+                rooms_directory,
+            )
         });
         let presence =
             Supervisor::start_in_arbiter(&pool.next(), move |_| Presence::new(evict_after));
@@ -121,6 +134,7 @@ impl Broker {
             concierge: Arc::new(settings.concierge),
             chat: Arc::new(settings.chat),
             presence,
+            rooms: Arc::new(settings.rooms),
             pool,
         })
     }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pool;
 pub mod protocol;
 pub mod registry;
+pub mod rooms;
 pub mod sessions;
 pub mod store;
 

@@ -37,10 +37,12 @@ pub enum ActorKind {
     ChatRoom,
     /// The live presence (one).
     LivePresence,
+    /// One permissioned room.
+    Room,
 }
 
 impl ActorKind {
-    const ALL: [ActorKind; 8] = [
+    const ALL: [ActorKind; 9] = [
         ActorKind::Registry,
         ActorKind::SessionFeed,
         ActorKind::SessionListing,
@@ -49,6 +51,7 @@ impl ActorKind {
         ActorKind::ChatLobby,
         ActorKind::ChatRoom,
         ActorKind::LivePresence,
+        ActorKind::Room,
     ];
 
     /// The label value.
@@ -62,6 +65,7 @@ impl ActorKind {
             ActorKind::ChatLobby => "chat_lobby",
             ActorKind::ChatRoom => "chat_room",
             ActorKind::LivePresence => "live_presence",
+            ActorKind::Room => "room",
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct Metrics {
     pub chat: ChatMetrics,
     /// Distinct live users online.
     pub live_users: IntGauge,
+    /// The permissioned rooms' series.
+    pub rooms: RoomsMetrics,
     /// Restarts of supervised actors, by actor kind.
     actor_restarts: IntCounterVec,
     /// Live long-lived actors, by kind.
@@ -161,6 +167,16 @@ pub struct ChatMetrics {
     /// Users joined to a chat room.
     pub members: IntGauge,
     /// Chat messages accepted (WebSocket and HTTP).
+    pub messages: IntCounter,
+}
+
+/// The permissioned rooms' series.
+pub struct RoomsMetrics {
+    /// Rooms that exist.
+    pub rooms: IntGauge,
+    /// Connections inside permissioned rooms (one per connection and room).
+    pub members: IntGauge,
+    /// Messages relayed.
     pub messages: IntCounter,
 }
 
@@ -251,7 +267,7 @@ impl Metrics {
         );
         let actors = gauge_vec(
             "switchboard_actors",
-            "Live long-lived actors (registry, session feed and listings, concierge lobby and services, chat lobby and rooms, live presence), by kind.",
+            "Live long-lived actors (registry, session feed and listings, concierge lobby and services, chat lobby and rooms, live presence, permissioned rooms), by kind.",
             &["kind"],
         );
         let client_versions = gauge_vec(
@@ -300,6 +316,21 @@ impl Metrics {
         )
         .expect("valid gauge");
 
+        let rooms = RoomsMetrics {
+            rooms: IntGauge::new("switchboard_rooms", "Permissioned rooms that exist.")
+                .expect("valid gauge"),
+            members: IntGauge::new(
+                "switchboard_room_members",
+                "Connections inside permissioned rooms (one per connection and room).",
+            )
+            .expect("valid gauge"),
+            messages: IntCounter::new(
+                "switchboard_room_messages_total",
+                "Messages relayed in permissioned rooms (never stored).",
+            )
+            .expect("valid counter"),
+        };
+
         let per_protocol = Protocol::ALL
             .iter()
             .map(|p| {
@@ -340,6 +371,9 @@ impl Metrics {
         reg(Box::new(chat.members.clone()));
         reg(Box::new(chat.messages.clone()));
         reg(Box::new(live_users.clone()));
+        reg(Box::new(rooms.rooms.clone()));
+        reg(Box::new(rooms.members.clone()));
+        reg(Box::new(rooms.messages.clone()));
         reg(Box::new(actor_restarts.clone()));
         reg(Box::new(actors.clone()));
         reg(Box::new(client_versions.clone()));
@@ -357,6 +391,7 @@ impl Metrics {
             concierge,
             chat,
             live_users,
+            rooms,
             actor_restarts,
             actors,
             client_versions,

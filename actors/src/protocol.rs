@@ -14,16 +14,19 @@ pub enum Protocol {
     Chat,
     /// Live presence and friends.
     Live,
+    /// Permissioned rooms: invites, kicks, bans, read receipts.
+    Rooms,
     /// The session list: game sessions broadcast to watchers as text lines.
     Sessions,
 }
 
 impl Protocol {
     /// Every protocol, in a fixed order (metrics are pre-created for each).
-    pub const ALL: [Protocol; 4] = [
+    pub const ALL: [Protocol; 5] = [
         Protocol::Concierge,
         Protocol::Chat,
         Protocol::Live,
+        Protocol::Rooms,
         Protocol::Sessions,
     ];
 
@@ -33,6 +36,7 @@ impl Protocol {
             Protocol::Concierge => "concierge",
             Protocol::Chat => "chat",
             Protocol::Live => "live",
+            Protocol::Rooms => "rooms",
             Protocol::Sessions => "sessions",
         }
     }
@@ -43,7 +47,8 @@ impl Protocol {
             Protocol::Concierge => 0,
             Protocol::Chat => 1,
             Protocol::Live => 2,
-            Protocol::Sessions => 3,
+            Protocol::Rooms => 3,
+            Protocol::Sessions => 4,
         }
     }
 }

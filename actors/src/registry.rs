@@ -6,7 +6,7 @@
 //! goes straight there. It also knows every open connection, which is how
 //! the broker closes them all with 1001 at shutdown. Each protocol adds its
 //! part of the directory in its own folder (`sessions::directory`,
-//! `concierge::directory`, `chat::directory`).
+//! `concierge::directory`, `chat::directory`, `rooms::directory`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +18,7 @@ use crate::chat::ChatDirectory;
 use crate::concierge::ConciergeDirectory;
 use crate::connection::{ConnId, Disconnect};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
+use crate::rooms::RoomsDirectory;
 use crate::sessions::ListingDirectory;
 use crate::Protocol;
 
@@ -27,6 +28,7 @@ pub struct Registry {
     pub(crate) listings: ListingDirectory,
     pub(crate) concierge: ConciergeDirectory,
     pub(crate) chat: ChatDirectory,
+    pub(crate) rooms: RoomsDirectory,
     _alive: ActorGauge,
 }
 
@@ -44,12 +46,14 @@ impl Registry {
         listings: ListingDirectory,
         concierge: ConciergeDirectory,
         chat: ChatDirectory,
+        rooms: RoomsDirectory,
     ) -> Self {
         Registry {
             connections: HashMap::new(),
             listings,
             concierge,
             chat,
+            rooms,
             _alive: ActorGauge::new(ActorKind::Registry),
         }
     }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod files;
 pub mod live;
 pub mod observe;
+pub mod rooms;
 pub mod sessions;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
     let concierge = config.concierge.clone();
     let chat = config.chat.clone();
     let live = config.live.clone();
+    let rooms = config.rooms.clone();
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(
             web::JsonConfig::default()
@@ -64,6 +66,10 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
         if live.enabled {
             cfg.route(&live.path, web::get().to(crate::ws::live))
                 .service(web::scope(&live.api_path).configure(live::routes));
+        }
+        if rooms.enabled {
+            cfg.route(&rooms.path, web::get().to(crate::ws::rooms))
+                .service(web::scope(&rooms.api_path).configure(self::rooms::routes));
         }
         if sessions.enabled {
             cfg.route(&sessions.path, web::get().to(crate::ws::sessions))

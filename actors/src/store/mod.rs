@@ -16,6 +16,7 @@ pub use sqlite::SqliteStore;
 use crate::chat::wire::HistoryEntry;
 use crate::live::wire::FriendRequest;
 use crate::live::{FriendError, SentRequest};
+use crate::rooms::{Grant, StoredRoom};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,26 @@ pub trait Store: Send + 'static {
     fn live_friends(&mut self, me: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// The pending requests to `me`, oldest first.
     fn live_incoming_requests(&mut self, me: &str) -> Result<Vec<FriendRequest>, StoreError>;
+    /// Every permissioned room with its grants, in creation order.
+    fn rooms(&mut self) -> Result<Vec<StoredRoom>, StoreError>;
+    /// Records a new permissioned room and its first admins.
+    fn create_room(
+        &mut self,
+        room_id: &str,
+        name: &str,
+        closed: bool,
+        admins: &[String],
+    ) -> Result<(), StoreError>;
+    /// Gives (`on`) or takes back a grant (admin, invite, ban) in a room.
+    fn set_room_grant(
+        &mut self,
+        room_id: &str,
+        user_id: &str,
+        grant: Grant,
+        on: bool,
+    ) -> Result<(), StoreError>;
+    /// Records that message ids up to `up_to` may be handed out in a room.
+    fn reserve_message_ids(&mut self, room_id: &str, up_to: u64) -> Result<(), StoreError>;
 }
 
 /// Runs a [`Store`] on its own thread so disk I/O never blocks an event loop.
@@ -343,5 +364,76 @@ impl Handler<IncomingFriendRequests> for StoreActor {
         _: &mut Self::Context,
     ) -> Self::Result {
         self.store.live_incoming_requests(&me)
+    }
+}
+
+/// A permissioned room was created.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SaveRoom {
+    /// Its id.
+    pub room_id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether only invited users may enter.
+    pub closed: bool,
+    /// Its first admins.
+    pub admins: Vec<String>,
+}
+
+impl Handler<SaveRoom> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: SaveRoom, _: &mut Self::Context) -> Self::Result {
+        logged(
+            "saving a room",
+            self.store
+                .create_room(&msg.room_id, &msg.name, msg.closed, &msg.admins),
+        )
+    }
+}
+
+/// A grant in a permissioned room was given or taken back.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SaveGrant {
+    /// The room.
+    pub room_id: String,
+    /// The user.
+    pub user_id: String,
+    /// Which grant.
+    pub grant: Grant,
+    /// Given (else taken back).
+    pub on: bool,
+}
+
+impl Handler<SaveGrant> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: SaveGrant, _: &mut Self::Context) -> Self::Result {
+        logged(
+            "saving a room grant",
+            self.store
+                .set_room_grant(&msg.room_id, &msg.user_id, msg.grant, msg.on),
+        )
+    }
+}
+
+/// Message ids up to `up_to` may now be handed out in a room (answered once
+/// durable, before any of them is used).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct ReserveMessageIds {
+    /// The room.
+    pub room_id: String,
+    /// The new highest id.
+    pub up_to: u64,
+}
+
+impl Handler<ReserveMessageIds> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: ReserveMessageIds, _: &mut Self::Context) -> Self::Result {
+        logged(
+            "reserving message ids",
+            self.store.reserve_message_ids(&msg.room_id, msg.up_to),
+        )
     }
 }

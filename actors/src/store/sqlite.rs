@@ -14,6 +14,7 @@ use super::{Store, StoreError};
 use crate::chat::wire::HistoryEntry;
 use crate::live::wire::FriendRequest;
 use crate::live::{FriendError, SentRequest};
+use crate::rooms::{Grant, StoredRoom};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run. Append only: never edit a migration that has shipped.
@@ -59,6 +60,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (from_id, to_id)
     ) STRICT;
     CREATE INDEX live_friend_requests_to ON live_friend_requests (to_id);",
+    // 4: permissioned rooms and who may do what in them. Messages are never
+    // stored; `reserved_message_id` is the highest message id that may have
+    // been handed out, so ids keep increasing across restarts.
+    "CREATE TABLE rooms (
+        room_id             TEXT PRIMARY KEY NOT NULL,
+        name                TEXT NOT NULL,
+        closed              INTEGER NOT NULL,
+        created_at          TEXT NOT NULL,
+        reserved_message_id INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE TABLE room_grants (
+        room_id TEXT NOT NULL REFERENCES rooms (room_id),
+        user_id TEXT NOT NULL,
+        grant   TEXT NOT NULL CHECK (grant IN ('admin', 'invite', 'ban')),
+        PRIMARY KEY (room_id, user_id, grant)
+    ) STRICT;",
 ];
 
 /// A SQLite database file holding the broker's state.
@@ -348,6 +365,86 @@ impl Store for SqliteStore {
         Ok(friends)
     }
 
+    fn rooms(&mut self) -> Result<Vec<StoredRoom>, StoreError> {
+        let mut query = self.conn.prepare(
+            "SELECT room_id, name, closed, reserved_message_id FROM rooms ORDER BY rowid",
+        )?;
+        let mut rooms = query
+            .query_map([], |r| {
+                Ok(StoredRoom {
+                    room_id: r.get(0)?,
+                    name: r.get(1)?,
+                    closed: r.get(2)?,
+                    reserved_message_id: r.get::<_, i64>(3)? as u64,
+                    grants: Vec::new(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut query = self
+            .conn
+            .prepare("SELECT user_id, grant FROM room_grants WHERE room_id = ?1")?;
+        for room in &mut rooms {
+            let grants = query.query_map([&room.room_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for grant in grants {
+                let (user, kind) = grant?;
+                let grant = Grant::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+                    key: "room_grants.grant".into(),
+                    value: kind.clone(),
+                })?;
+                room.grants.push((user, grant));
+            }
+        }
+        Ok(rooms)
+    }
+
+    fn create_room(
+        &mut self,
+        room_id: &str,
+        name: &str,
+        closed: bool,
+        admins: &[String],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO rooms (room_id, name, closed, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![room_id, name, closed, rfc3339(Utc::now())],
+        )?;
+        for admin in admins {
+            tx.execute(
+                "INSERT OR IGNORE INTO room_grants (room_id, user_id, grant) VALUES (?1, ?2, 'admin')",
+                [room_id, admin.as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_room_grant(
+        &mut self,
+        room_id: &str,
+        user_id: &str,
+        grant: Grant,
+        on: bool,
+    ) -> Result<(), StoreError> {
+        let sql = if on {
+            "INSERT OR IGNORE INTO room_grants (room_id, user_id, grant) VALUES (?1, ?2, ?3)"
+        } else {
+            "DELETE FROM room_grants WHERE room_id = ?1 AND user_id = ?2 AND grant = ?3"
+        };
+        self.conn.execute(sql, [room_id, user_id, grant.as_str()])?;
+        Ok(())
+    }
+
+    fn reserve_message_ids(&mut self, room_id: &str, up_to: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE rooms SET reserved_message_id = MAX(reserved_message_id, ?2) WHERE room_id = ?1",
+            params![room_id, up_to as i64],
+        )?;
+        Ok(())
+    }
+
     fn live_incoming_requests(&mut self, me: &str) -> Result<Vec<FriendRequest>, StoreError> {
         let mut query = self.conn.prepare(
             "SELECT r.from_id, u.username, r.sent_at FROM live_friend_requests r
@@ -478,6 +575,35 @@ mod tests {
             s.live_answer_request("u2", "u3", false).unwrap(),
             Err(FriendError::NoSuchRequest)
         );
+    }
+
+    #[test]
+    fn rooms_keep_their_grants_and_reserved_ids() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        s.create_room("r1", "club", true, &["alice".to_owned()])
+            .unwrap();
+        s.create_room("r2", "open", false, &[]).unwrap();
+        s.set_room_grant("r1", "bob", Grant::Invite, true).unwrap();
+        s.set_room_grant("r1", "bob", Grant::Invite, false).unwrap();
+        s.set_room_grant("r1", "bob", Grant::Ban, true).unwrap();
+        s.set_room_grant("r1", "bob", Grant::Ban, true).unwrap();
+        s.reserve_message_ids("r1", 1000).unwrap();
+        s.reserve_message_ids("r1", 500).unwrap();
+        let rooms = s.rooms().unwrap();
+        assert_eq!(rooms.len(), 2);
+        assert_eq!((rooms[0].name.as_str(), rooms[0].closed), ("club", true));
+        assert_eq!(rooms[0].reserved_message_id, 1000, "never goes back");
+        let mut grants = rooms[0].grants.clone();
+        grants.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            grants,
+            [
+                ("alice".to_owned(), Grant::Admin),
+                ("bob".to_owned(), Grant::Ban)
+            ]
+        );
+        assert!(rooms[1].grants.is_empty());
+        assert!(s.set_room_grant("nope", "x", Grant::Ban, true).is_err());
     }
 
     #[test]

@@ -1,0 +1,112 @@
+//! Permissioned rooms (PROTOCOLS.md §5, seed `004`): closed rooms, admins,
+//! invites, kicks and permanent bans, read receipts; messages are relayed
+//! and never stored.
+//!
+//! - [`wire`]: the exact JSON frames, pure.
+//! - [`RoomsClient`]: the connection actor of one authenticated user; its
+//!   session key, the JSON ping/pong liveness check, and every command.
+//! - [`Room`]: one actor per room; who is in it and who may do what, and
+//!   the message ids (strictly increasing, reserved in the store in blocks so
+//!   they keep increasing across restarts without storing any message).
+//! - the rooms part of the [`Registry`](crate::registry::Registry)
+//!   (`directory`): the rooms, and each online user's connections (for
+//!   invites).
+
+mod directory;
+mod member;
+mod room;
+pub mod wire;
+
+use std::time::Duration;
+
+pub use directory::{AllRooms, CreateRoom, RoomsDirectory};
+pub use member::RoomsClient;
+pub use room::{Room, RoomInfo, RoomSummary};
+
+/// Settings of the permissioned rooms (`[rooms]` in the config).
+#[derive(Debug, Clone)]
+pub struct RoomsSettings {
+    /// How often the server sends `ping {time}`.
+    pub ping_interval: Duration,
+    /// How long a client has to answer with the same `time`.
+    pub pong_timeout: Duration,
+}
+
+/// What a user may do in a room beyond the default, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grant {
+    /// May invite to a closed room and kick.
+    Admin,
+    /// May enter the closed room.
+    Invite,
+    /// May never enter again (a permanent kick).
+    Ban,
+}
+
+impl Grant {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Grant::Admin => "admin",
+            Grant::Invite => "invite",
+            Grant::Ban => "ban",
+        }
+    }
+
+    /// The grant of a stored name.
+    pub fn parse(name: &str) -> Option<Grant> {
+        match name {
+            "admin" => Some(Grant::Admin),
+            "invite" => Some(Grant::Invite),
+            "ban" => Some(Grant::Ban),
+            _ => None,
+        }
+    }
+}
+
+/// A room as the store keeps it, read at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRoom {
+    /// Its id (a UUID).
+    pub room_id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether only invited users may enter.
+    pub closed: bool,
+    /// The highest message id that may have been handed out.
+    pub reserved_message_id: u64,
+    /// Who has which grant.
+    pub grants: Vec<(String, Grant)>,
+}
+
+/// Why a room refused a command; the text goes back in `{type:"error"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No room has that id.
+    #[error("unknown room")]
+    UnknownRoom,
+    /// A closed room, and the user is neither invited nor an admin.
+    #[error("the room is closed: you need an invite")]
+    Closed,
+    /// The user was kicked for good.
+    #[error("you are banned from this room")]
+    Banned,
+    /// The user tried to invite someone who is banned.
+    #[error("that user is banned from this room")]
+    TargetBanned,
+    /// The connection has not entered the room.
+    #[error("you have not entered this room")]
+    NotInRoom,
+    /// The connection is in the room already.
+    #[error("you are already in this room")]
+    AlreadyIn,
+    /// Only admins may do this.
+    #[error("only the room's admins may do that")]
+    NotAdmin,
+    /// A read receipt for an id the room never handed out.
+    #[error("unknown message_id")]
+    UnknownMessage,
+    /// The store could not reserve message ids.
+    #[error("internal error")]
+    Internal,
+}

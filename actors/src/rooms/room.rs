@@ -1,0 +1,400 @@
+//! The Room actor: one permissioned room.
+//!
+//! It knows who is in it (per connection: a user may enter from several),
+//! who is an admin, invited or banned, and hands out message ids. Every
+//! event is encoded once and queued to the members through the fan-out
+//! helper. Grants are written to the store as they change; messages never
+//! are.
+
+use std::collections::{HashMap, HashSet};
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::wire::Event;
+use super::{Grant, Refusal, StoredRoom};
+use crate::connection::{ConnId, Frames, MemberHandle};
+use crate::fanout::FanOut;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
+use crate::store::{ReserveMessageIds, SaveGrant, StoreHandle};
+use crate::Protocol;
+
+/// Message ids reserved in the store at a time: one durable write per this
+/// many messages.
+const ID_BLOCK: u64 = 1000;
+
+/// One permissioned room. Runs supervised on the arbiter pool.
+pub struct Room {
+    id: Uuid,
+    name: String,
+    closed: bool,
+    admins: HashSet<String>,
+    invited: HashSet<String>,
+    banned: HashSet<String>,
+    members: FanOut,
+    /// The user of each connection in the room.
+    present: HashMap<ConnId, String>,
+    /// The id the next message gets.
+    next_id: u64,
+    /// Ids up to this one are reserved in the store.
+    reserved: u64,
+    store: StoreHandle,
+    _alive: ActorGauge,
+}
+
+impl Room {
+    /// The room as stored.
+    pub fn new(stored: StoredRoom, id: Uuid, evict_after: u32, store: StoreHandle) -> Self {
+        let mut room = Room {
+            id,
+            name: stored.name,
+            closed: stored.closed,
+            admins: HashSet::new(),
+            invited: HashSet::new(),
+            banned: HashSet::new(),
+            members: FanOut::new(Protocol::Rooms, evict_after),
+            present: HashMap::new(),
+            next_id: stored.reserved_message_id + 1,
+            reserved: stored.reserved_message_id,
+            store,
+            _alive: ActorGauge::new(ActorKind::Room),
+        };
+        for (user, grant) in stored.grants {
+            room.grants(grant).insert(user);
+        }
+        room
+    }
+
+    fn grants(&mut self, grant: Grant) -> &mut HashSet<String> {
+        match grant {
+            Grant::Admin => &mut self.admins,
+            Grant::Invite => &mut self.invited,
+            Grant::Ban => &mut self.banned,
+        }
+    }
+
+    fn grant(&mut self, user: &str, grant: Grant, on: bool) {
+        let changed = if on {
+            self.grants(grant).insert(user.to_owned())
+        } else {
+            self.grants(grant).remove(user)
+        };
+        if changed {
+            self.store.do_send(SaveGrant {
+                room_id: self.id.to_string(),
+                user_id: user.to_owned(),
+                grant,
+                on,
+            });
+        }
+    }
+
+    fn broadcast(&mut self, event: Event<'_>) {
+        let removed = self.members.broadcast(&Frames::One(event.encode().into()));
+        for conn in removed {
+            if self.present.remove(&conn).is_some() {
+                metrics().rooms.members.dec();
+            }
+        }
+    }
+
+    fn remove(&mut self, conn: ConnId) {
+        self.members.leave(conn);
+        if self.present.remove(&conn).is_some() {
+            metrics().rooms.members.dec();
+        }
+    }
+
+    fn check_member(&self, conn: ConnId) -> Result<(), Refusal> {
+        if self.present.contains_key(&conn) {
+            Ok(())
+        } else {
+            Err(Refusal::NotInRoom)
+        }
+    }
+
+    fn publish(&mut self, user: &str, content: &str, time: i64) {
+        let message_id = self.next_id;
+        self.next_id += 1;
+        let room_id = self.id;
+        self.broadcast(Event::Message {
+            time,
+            content,
+            user_id: user,
+            message_id,
+            room_id,
+        });
+        metrics().rooms.messages.inc();
+    }
+}
+
+impl Actor for Room {
+    type Context = Context<Self>;
+}
+
+impl Supervised for Room {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        log::warn!("room {} restarting", self.id);
+        metrics().actor_restarted(ActorKind::Room);
+    }
+}
+
+/// A connection enters: `enter` to everyone in the room, the newcomer included.
+#[derive(Message)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct Enter {
+    /// The connection.
+    pub member: MemberHandle,
+    /// Its user.
+    pub user: String,
+}
+
+impl Handler<Enter> for Room {
+    type Result = Result<(), Refusal>;
+    fn handle(&mut self, msg: Enter, _: &mut Self::Context) -> Self::Result {
+        if self.banned.contains(&msg.user) {
+            return Err(Refusal::Banned);
+        }
+        if self.present.contains_key(&msg.member.id) {
+            return Err(Refusal::AlreadyIn);
+        }
+        let allowed =
+            !self.closed || self.admins.contains(&msg.user) || self.invited.contains(&msg.user);
+        if !allowed {
+            return Err(Refusal::Closed);
+        }
+        self.present.insert(msg.member.id, msg.user.clone());
+        metrics().rooms.members.inc();
+        self.members.join(msg.member);
+        let room_id = self.id;
+        self.broadcast(Event::Enter {
+            user_id: &msg.user,
+            room_id,
+        });
+        Ok(())
+    }
+}
+
+/// A connection leaves: `exit` to everyone in the room, the leaver included
+/// (unless its connection is closing).
+#[derive(Message)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct Exit {
+    /// The connection.
+    pub conn: ConnId,
+    /// Whether the connection is closed already.
+    pub closing: bool,
+}
+
+impl Handler<Exit> for Room {
+    type Result = Result<(), Refusal>;
+    fn handle(&mut self, msg: Exit, _: &mut Self::Context) -> Self::Result {
+        let user = self
+            .present
+            .get(&msg.conn)
+            .cloned()
+            .ok_or(Refusal::NotInRoom)?;
+        // A closing connection cannot be told; an open one gets its `exit`
+        // as the acknowledgement.
+        if msg.closing {
+            self.remove(msg.conn);
+        }
+        let room_id = self.id;
+        self.broadcast(Event::Exit {
+            user_id: &user,
+            room_id,
+        });
+        self.remove(msg.conn);
+        Ok(())
+    }
+}
+
+/// A message to the room: a new id, then to everyone in it, the sender
+/// included.
+#[derive(Message)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct Say {
+    /// The sender's connection.
+    pub conn: ConnId,
+    /// What it says.
+    pub content: String,
+    /// When (UNIX milliseconds).
+    pub time: i64,
+}
+
+impl Handler<Say> for Room {
+    type Result = AtomicResponse<Self, Result<(), Refusal>>;
+    fn handle(&mut self, msg: Say, _: &mut Self::Context) -> Self::Result {
+        let user = match self.present.get(&msg.conn) {
+            Some(user) => user.clone(),
+            None => return AtomicResponse::new(Box::pin(fut::ready(Err(Refusal::NotInRoom)))),
+        };
+        if self.next_id <= self.reserved {
+            self.publish(&user, &msg.content, msg.time);
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+        }
+        // Out of reserved ids: reserve the next block durably first; the
+        // room handles nothing else until then.
+        let up_to = self.reserved + ID_BLOCK;
+        let reserve = self.store.send(ReserveMessageIds {
+            room_id: self.id.to_string(),
+            up_to,
+        });
+        AtomicResponse::new(Box::pin(reserve.into_actor(self).map(
+            move |reserved, room, _| match reserved {
+                Ok(Ok(())) => {
+                    room.reserved = up_to;
+                    room.publish(&user, &msg.content, msg.time);
+                    Ok(())
+                }
+                other => {
+                    log::error!("room {}: reserving message ids failed: {other:?}", room.id);
+                    Err(Refusal::Internal)
+                }
+            },
+        )))
+    }
+}
+
+/// A read receipt: `read` to everyone in the room.
+#[derive(Message)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct MarkRead {
+    /// The reader's connection.
+    pub conn: ConnId,
+    /// The message read.
+    pub message_id: u64,
+}
+
+impl Handler<MarkRead> for Room {
+    type Result = Result<(), Refusal>;
+    fn handle(&mut self, msg: MarkRead, _: &mut Self::Context) -> Self::Result {
+        self.check_member(msg.conn)?;
+        if msg.message_id == 0 || msg.message_id >= self.next_id {
+            return Err(Refusal::UnknownMessage);
+        }
+        let user = self.present[&msg.conn].clone();
+        let room_id = self.id;
+        self.broadcast(Event::Read {
+            message_id: msg.message_id,
+            user_id: &user,
+            room_id,
+        });
+        Ok(())
+    }
+}
+
+/// `by` invites `user`: anyone may to an open room, only admins to a closed
+/// one. The caller delivers the `invite` to the invitee.
+#[derive(Message)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct Invite {
+    /// The inviter.
+    pub by: String,
+    /// The invitee.
+    pub user: String,
+}
+
+impl Handler<Invite> for Room {
+    type Result = Result<(), Refusal>;
+    fn handle(&mut self, msg: Invite, _: &mut Self::Context) -> Self::Result {
+        if self.closed && !self.admins.contains(&msg.by) {
+            return Err(Refusal::NotAdmin);
+        }
+        if self.banned.contains(&msg.user) {
+            return Err(Refusal::TargetBanned);
+        }
+        self.grant(&msg.user, Grant::Invite, true);
+        Ok(())
+    }
+}
+
+/// An admin kicks `user` out: each of its connections in the room gets
+/// `kick` and leaves at once, the rest of the room gets `exit`. A permanent
+/// kick is a ban (and ends any invite).
+#[derive(Message)]
+#[rtype(result = "Result<(), Refusal>")]
+pub struct Kick {
+    /// The admin.
+    pub by: String,
+    /// Who is kicked.
+    pub user: String,
+    /// Shown to the kicked user.
+    pub message: Option<String>,
+    /// A ban.
+    pub permanent: bool,
+}
+
+impl Handler<Kick> for Room {
+    type Result = Result<(), Refusal>;
+    fn handle(&mut self, msg: Kick, _: &mut Self::Context) -> Self::Result {
+        if !self.admins.contains(&msg.by) {
+            return Err(Refusal::NotAdmin);
+        }
+        if msg.permanent {
+            self.grant(&msg.user, Grant::Ban, true);
+            self.grant(&msg.user, Grant::Invite, false);
+        }
+        let kicked: Vec<ConnId> = self
+            .present
+            .iter()
+            .filter(|(_, user)| **user == msg.user)
+            .map(|(conn, _)| *conn)
+            .collect();
+        if kicked.is_empty() {
+            return Ok(());
+        }
+        let notice = Frames::One(
+            Event::Kick {
+                room_id: self.id,
+                message: msg.message.as_deref(),
+                permanent: msg.permanent,
+            }
+            .encode()
+            .into(),
+        );
+        for conn in kicked {
+            self.members.send_to(conn, &notice);
+            self.remove(conn);
+        }
+        let room_id = self.id;
+        self.broadcast(Event::Exit {
+            user_id: &msg.user,
+            room_id,
+        });
+        Ok(())
+    }
+}
+
+/// What `GET /api/rooms` shows of a room.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomSummary {
+    /// Its id.
+    pub room_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Whether only invited users may enter.
+    pub closed: bool,
+    /// The users in it now, by id.
+    pub members: Vec<String>,
+}
+
+/// The room as `GET /api/rooms` shows it.
+#[derive(Message)]
+#[rtype(result = "RoomSummary")]
+pub struct RoomInfo;
+
+impl Handler<RoomInfo> for Room {
+    type Result = MessageResult<RoomInfo>;
+    fn handle(&mut self, _: RoomInfo, _: &mut Self::Context) -> Self::Result {
+        let mut members: Vec<String> = self.present.values().cloned().collect();
+        members.sort();
+        members.dedup();
+        MessageResult(RoomSummary {
+            room_id: self.id,
+            name: self.name.clone(),
+            closed: self.closed,
+            members,
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! The permissioned rooms' HTTP API: list the rooms, and (admin key) create
+//! one.
+
+use actix_web::{web, HttpResponse};
+use futures_util::future::join_all;
+use serde::Deserialize;
+use serde_json::json;
+use switchboard_actors::rooms::{AllRooms, CreateRoom, RoomInfo};
+
+use super::admin::Admin;
+use super::{ApiError, AppState};
+
+/// Longest room name.
+const MAX_NAME: usize = 100;
+
+/// Mounts the API under `rooms.api_path`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(web::to(super::method_not_allowed)),
+    );
+}
+
+/// `GET`: every room with the users in it now.
+async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rooms = state.broker.registry.send(AllRooms).await?;
+    let summaries = join_all(rooms.iter().map(|room| room.send(RoomInfo))).await;
+    let rooms = summaries.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoom {
+    name: String,
+    #[serde(default)]
+    closed: bool,
+    /// Users who may invite to the room and kick (optional).
+    #[serde(default)]
+    admins: Vec<String>,
+}
+
+/// `POST` `{name, closed, admins?}`: creates a room.
+async fn create(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<NewRoom>,
+) -> Result<HttpResponse, ApiError> {
+    let NewRoom {
+        name,
+        closed,
+        admins,
+    } = body.into_inner();
+    let name = name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "a room name has 1 to {MAX_NAME} characters"
+        )));
+    }
+    let create = CreateRoom {
+        name: name.clone(),
+        closed,
+        admins,
+    };
+    let (room_id, _) = state.broker.registry.send(create).await?;
+    Ok(HttpResponse::Created().json(json!({ "room_id": room_id, "name": name, "closed": closed })))
+}

@@ -1,0 +1,35 @@
+//! Real JWTs for the protocols that authenticate with one (live, rooms).
+
+use std::time::Duration;
+
+use switchboard_actors::auth::TokenKeys;
+
+use super::Options;
+
+/// The JWT secret of every token test broker.
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefgh";
+
+/// The test defaults plus `auth.jwt_secret`.
+pub fn options() -> Options {
+    Options::default().env("AUTH__JWT_SECRET", JWT_SECRET)
+}
+
+/// A token for `id`/`name`, valid for an hour.
+pub fn token(id: &str, name: &str) -> String {
+    TokenKeys::new(JWT_SECRET.as_bytes()).mint(id, name, Duration::from_secs(3600))
+}
+
+/// Asserts that the WebSocket upgrade of `url` answers 401.
+pub async fn upgrade_refused(url: &str, bearer: Option<&str>) {
+    let mut client = awc::Client::new().ws(url);
+    if let Some(token) = bearer {
+        client = client.bearer_auth(token);
+    }
+    match client.connect().await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => {
+            assert_eq!(s.as_u16(), 401, "{url}")
+        }
+        Err(other) => panic!("{url}: {other}"),
+        Ok(_) => panic!("{url}: upgraded without a valid token"),
+    }
+}
