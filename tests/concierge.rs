@@ -125,24 +125,46 @@ async fn a_silent_client_is_closed_with_4009() {
 #[actix_rt::test]
 async fn an_internal_failure_during_identify_closes_with_4000() {
     let broker = Broker::start();
+    let mut watcher = identify(&broker, "watcher").await;
     // Make the file server's root unusable: HELLO's key could not work.
     let files = broker.data().join("files");
     std::fs::remove_dir_all(&files).expect("files folder exists");
     std::fs::write(&files, b"not a folder").unwrap();
     let closed = first_payload_closes(&broker, &identify_payload("alice")).await;
     assert_eq!(closed.code, 4000, "{closed:?}");
-    wait_for_metric(
-        &broker,
-        "switchboard_concierge_clients",
-        0.0,
-        Duration::from_secs(5),
-    )
-    .await;
+    // Nobody heard of a client that never got HELLO.
+    watcher.silent().await;
+    assert_eq!(
+        metric(&broker, "switchboard_concierge_clients").await,
+        Some(1.0)
+    );
 
-    // Once the folder is back, the same name identifies.
+    // Once the folder is back, the same name identifies (the name is held
+    // until the failed client is cleaned up, which may take a moment).
     std::fs::remove_file(&files).unwrap();
     std::fs::create_dir(&files).unwrap();
-    identify(&broker, "alice").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let hello = loop {
+        let mut ws = connect(&broker).await;
+        ws.send(&identify_payload("alice")).await;
+        match ws.next_frame().await {
+            awc::ws::Frame::Text(hello) => break serde_json::from_slice::<Value>(&hello).unwrap(),
+            awc::ws::Frame::Close(Some(reason)) if u16::from(reason.code) == 4005 => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the name stayed taken"
+                );
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("expected HELLO, got {other:?}"),
+        }
+    };
+    assert_eq!(hello["type"], "HELLO");
+    let client =
+        json!({"name": "alice", "nickname": null, "uuid": hello["uuid"], "tags": ["test"]});
+    watcher
+        .expect(json!({"type": "CLIENT_JOINED", "client": client}))
+        .await;
 }
 
 #[actix_rt::test]

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::directory::{
     ClientRef, Creation, DeleteRefused, DeleteService, FetchClient, FetchClients, FetchService,
-    FetchServices, FindClient, FindService, Identify, Leave, NameTaken, Subscription,
+    FetchServices, FindClient, FindService, Identify, Leave, NameTaken, Subscription, Welcome,
 };
 use super::service::{Publish, PublishRefused};
 use super::wire::{
@@ -184,6 +184,9 @@ impl ConciergeClient {
             join.into_actor(self)
                 .map(move |joined, act, ctx| match joined {
                     Ok(()) => {
+                        // Others hear of the client now; anything the lobby
+                        // sends it is queued behind the HELLO written here.
+                        act.registry.do_send(Welcome(info.uuid));
                         let hello = PayloadOut::Hello {
                             uuid: info.uuid,
                             version: wire::PROTOCOL_VERSION,

@@ -37,6 +37,9 @@ pub struct ConciergeDirectory {
 }
 
 struct ClientEntry {
+    /// HELLO went out and everyone was told (see [`Welcome`]); until then the
+    /// entry only holds the name.
+    welcomed: bool,
     info: Arc<ClientInfo>,
     member: MemberHandle,
     subscriptions: BTreeSet<String>,
@@ -74,6 +77,11 @@ impl ConciergeDirectory {
             .do_send(Announce(Frames::One(payload.encode(None).into())));
     }
 
+    /// An identified client that got HELLO.
+    fn welcomed(&self, uuid: &Uuid) -> Option<&ClientEntry> {
+        self.clients.get(uuid).filter(|c| c.welcomed)
+    }
+
     fn subscriptions_of(&self, entry: &ClientEntry) -> Vec<ServiceInfo> {
         entry
             .subscriptions
@@ -106,8 +114,8 @@ impl ConciergeDirectory {
 #[error("name taken")]
 pub struct NameTaken;
 
-/// A client passed the IDENTIFY checks: claim its name, announce it, and add
-/// it to the lobby.
+/// A client passed the IDENTIFY checks: claim its name. Nobody is told
+/// until its folder is ready and it sends [`Welcome`].
 #[derive(Message)]
 #[rtype(result = "Result<(), NameTaken>")]
 pub struct Identify {
@@ -125,27 +133,46 @@ impl Handler<Identify> for Registry {
         if dir.names.contains_key(name) || dir.leaving.contains(name) {
             return Err(NameTaken);
         }
-        dir.announce(PayloadOut::ClientJoined { client: &msg.info });
-        dir.lobby.do_send(Enter(msg.member.clone()));
         dir.names.insert(name.clone(), msg.info.uuid);
         dir.clients.insert(
             msg.info.uuid,
             ClientEntry {
+                welcomed: false,
                 info: Arc::new(msg.info),
                 member: msg.member,
                 subscriptions: BTreeSet::new(),
                 owned: BTreeSet::new(),
             },
         );
-        metrics().concierge.clients.inc();
         Ok(())
+    }
+}
+
+/// The client's folder is ready and it is sending HELLO: CLIENT_JOINED goes
+/// to everyone else, then the client joins the lobby.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Welcome(pub Uuid);
+
+impl Handler<Welcome> for Registry {
+    type Result = ();
+    fn handle(&mut self, Welcome(uuid): Welcome, _: &mut Self::Context) {
+        let dir = &mut self.concierge;
+        let Some(entry) = dir.clients.get_mut(&uuid) else {
+            return;
+        };
+        entry.welcomed = true;
+        let (info, member) = (Arc::clone(&entry.info), entry.member.clone());
+        dir.announce(PayloadOut::ClientJoined { client: &info });
+        dir.lobby.do_send(Enter(member));
+        metrics().concierge.clients.inc();
     }
 }
 
 /// An identified client's connection ended. In order: its services are
 /// deleted (SERVICE_DELETE_RESULT to everyone), it leaves every service it
-/// subscribed to (SERVICE_CLIENT_UNSUBSCRIBED to their subscribers), then
-/// CLIENT_LEFT goes to everyone; its folder is removed before its name can
+/// subscribed to (SERVICE_CLIENT_UNSUBSCRIBED to their subscribers), its
+/// folder is taken away, then CLIENT_LEFT goes to everyone and the name can
 /// be claimed again.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -158,11 +185,13 @@ impl Handler<Leave> for Registry {
         let Some(entry) = dir.clients.remove(&uuid) else {
             return;
         };
-        metrics().concierge.clients.dec();
         let name = entry.info.name.clone();
         dir.names.remove(&name);
         dir.leaving.insert(name.clone());
-        dir.lobby.do_send(Exit(entry.member.id));
+        if entry.welcomed {
+            metrics().concierge.clients.dec();
+            dir.lobby.do_send(Exit(entry.member.id));
+        }
 
         let deleted: Vec<_> = entry
             .owned
@@ -190,17 +219,23 @@ impl Handler<Leave> for Registry {
             };
             unsubscribed.push((s.addr.clone(), removal));
         }
-        let left = Frames::One(
-            PayloadOut::ClientLeft {
-                client: &entry.info,
-            }
-            .encode(None)
-            .into(),
-        );
+        // Nobody was told of a client that never got HELLO.
+        let left = entry.welcomed.then(|| {
+            Frames::One(
+                PayloadOut::ClientLeft {
+                    client: &entry.info,
+                }
+                .encode(None)
+                .into(),
+            )
+        });
         let lobby = dir.lobby.clone();
         let files_dir = dir.files_dir.clone();
         // Each step is sent only once the one before is queued everywhere
         // (`send` enqueues at once, so the messages are created in order).
+        // The folder is taken away before the name is released, and the name
+        // is released as CLIENT_LEFT goes out: whoever hears it may reclaim
+        // the name at once, with a folder of its own.
         let departure = async move {
             if !deleted.is_empty() {
                 let _ = lobby.send(Announce(Frames::from(deleted))).await;
@@ -212,13 +247,16 @@ impl Handler<Leave> for Registry {
             for removal in removals {
                 let _ = removal.await;
             }
-            let _ = lobby.send(Announce(left)).await;
             if let Err(e) = super::remove_client_folder(&files_dir, &entry.info.name).await {
                 log::error!("could not remove the files of {}: {e}", entry.info.name);
             }
         };
         ctx.spawn(departure.into_actor(self).map(move |(), registry, _| {
-            registry.concierge.leaving.remove(&name);
+            let dir = &mut registry.concierge;
+            dir.leaving.remove(&name);
+            if let Some(left) = left {
+                dir.lobby.do_send(Announce(left));
+            }
         }));
     }
 }
@@ -388,7 +426,7 @@ impl Handler<FetchClient> for Registry {
     type Result = Option<(ClientInfo, Vec<ServiceInfo>)>;
     fn handle(&mut self, FetchClient(uuid): FetchClient, _: &mut Self::Context) -> Self::Result {
         let dir = &self.concierge;
-        let entry = dir.clients.get(&uuid)?;
+        let entry = dir.welcomed(&uuid)?;
         Some((ClientInfo::clone(&entry.info), dir.subscriptions_of(entry)))
     }
 }
@@ -404,7 +442,7 @@ impl Handler<FetchClients> for Registry {
         let dir = &self.concierge;
         dir.names
             .values()
-            .filter_map(|uuid| dir.clients.get(uuid))
+            .filter_map(|uuid| dir.welcomed(uuid))
             .map(|entry| ClientInfo::clone(&entry.info))
             .collect()
     }
@@ -459,7 +497,7 @@ impl Handler<FindClient> for Registry {
             ClientRef::Name(name) => *dir.names.get(&name)?,
             ClientRef::Uuid(uuid) => uuid,
         };
-        dir.clients.get(&uuid).map(|c| c.member.clone())
+        dir.welcomed(&uuid).map(|c| c.member.clone())
     }
 }
 
@@ -484,9 +522,6 @@ pub struct FileKeyOwner(pub Uuid);
 impl Handler<FileKeyOwner> for Registry {
     type Result = Option<String>;
     fn handle(&mut self, FileKeyOwner(key): FileKeyOwner, _: &mut Self::Context) -> Self::Result {
-        self.concierge
-            .clients
-            .get(&key)
-            .map(|c| c.info.name.clone())
+        self.concierge.welcomed(&key).map(|c| c.info.name.clone())
     }
 }

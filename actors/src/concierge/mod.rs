@@ -62,13 +62,25 @@ pub async fn create_client_folder(files_dir: &Path, name: &str) -> std::io::Resu
     .await
 }
 
-/// Removes a client's file-server folder and everything in it, off the actor
-/// threads.
+/// Takes a client's file-server folder away, off the actor threads: it is
+/// renamed aside at once (so the name can be given to a new client whose
+/// fresh folder nothing will touch), then deleted with everything in it in
+/// the background. A missing folder is no error.
 pub async fn remove_client_folder(files_dir: &Path, name: &str) -> std::io::Result<()> {
     let folder = client_folder(files_dir, name)?;
-    blocking(move || match std::fs::remove_dir_all(&folder) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
+    // A leading `.` is never a client name, so this cannot collide with one.
+    let aside = files_dir.join(format!(".removing-{}", uuid::Uuid::new_v4().simple()));
+    blocking(move || {
+        match std::fs::rename(&folder, &aside) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
+        }
+        drop(actix_rt::task::spawn_blocking(move || {
+            if let Err(e) = std::fs::remove_dir_all(&aside) {
+                log::error!("could not delete {}: {e}", aside.display());
+            }
+        }));
+        Ok(())
     })
     .await
 }
