@@ -25,6 +25,7 @@ pub mod registry;
 pub mod rooms;
 pub mod sessions;
 pub mod store;
+pub mod timestamp;
 
 pub use broker::{Broker, BrokerSettings};
 pub use protocol::Protocol;

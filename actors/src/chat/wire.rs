@@ -90,7 +90,7 @@ pub struct UserStatus {
     /// The user's (validated, trimmed) name.
     pub username: String,
     /// When the user connected; written as whole-second RFC 3339 UTC.
-    #[serde(with = "timestamp")]
+    #[serde(with = "crate::timestamp")]
     pub connected_at: DateTime<Utc>,
 }
 
@@ -105,7 +105,7 @@ pub struct HistoryEntry {
     pub message: String,
     /// When the server received the message; written as whole-second RFC
     /// 3339 UTC.
-    #[serde(with = "timestamp")]
+    #[serde(with = "crate::timestamp")]
     pub timestamp: DateTime<Utc>,
 }
 
@@ -349,29 +349,6 @@ impl ServerEvent<'_> {
     pub fn encode(&self) -> String {
         serde_json::to_string(self)
             .expect("server events hold only strings, numbers, bools and string-keyed objects")
-    }
-}
-
-/// Serde adapter for the protocol's timestamps: written as RFC 3339 UTC with
-/// whole seconds and a `Z` suffix, read from any RFC 3339 text and converted
-/// to UTC.
-mod timestamp {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{de, Deserialize, Deserializer, Serializer};
-
-    /// Writes `at` without its sub-second part (truncated, not rounded).
-    pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Secs, true))
-    }
-
-    /// Reads an RFC 3339 timestamp with any offset, keeping sub-seconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|at| at.with_timezone(&Utc))
-            .map_err(de::Error::custom)
     }
 }
 

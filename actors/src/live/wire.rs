@@ -13,8 +13,8 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Serialize, Serializer};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// A request from a client.
@@ -169,7 +169,7 @@ pub struct FriendRequest {
     pub username: String,
     /// When the request was sent; on the wire as RFC 3339 UTC with `Z` and
     /// whole seconds, like every Switchboard timestamp.
-    #[serde(serialize_with = "rfc3339_whole_seconds")]
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub sent_at: DateTime<Utc>,
 }
 
@@ -184,11 +184,6 @@ pub struct Friend {
     pub online: bool,
     /// The game the friend last announced with `now-playing`; `null` when not playing.
     pub playing: Option<String>,
-}
-
-/// Writes `at` as `2025-11-03T00:45:12Z`, dropping any fraction of a second.
-fn rfc3339_whole_seconds<S: Serializer>(at: &DateTime<Utc>, out: S) -> Result<S::Ok, S::Error> {
-    out.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 /// A popup the client shows; each names the user it is about.
