@@ -5,6 +5,7 @@
 //! ([`switchboard_actors`]): configuration, the HTTP surface, WebSocket
 //! upgrades, shutdown, and the command line (`src/main.rs`).
 
+pub mod bench;
 pub mod config;
 pub mod http;
 pub mod server;

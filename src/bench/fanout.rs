@@ -1,0 +1,556 @@
+//! `bench fanout`: one room or service with `--members` receivers and
+//! `--senders` senders; measures delivered messages per second and
+//! send->receive latency.
+//!
+//! Each payload carries its send time, so every receiver measures its own
+//! latency against the clock of this one process. Flat out (`--rate 0`) is
+//! closed-loop: at most `--window` messages are in flight (sent, not yet
+//! delivered to every receiver), so the figure is the sustained rate, not
+//! the rate at which queues fill. `--raw` drives the baseline relay
+//! (`benches/relay`) with the chat's message shape.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures_util::stream;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::client::{self, BenchError, Endpoints, Ws};
+use super::report::{latency_histogram, Report};
+use super::{now_nanos, progress, run_tag, stamp_in, stamped_payload, Common, Proto};
+
+/// `bench fanout` options.
+#[derive(Args, Debug)]
+pub struct FanoutArgs {
+    /// Drive the baseline relay at `--url` instead of the broker.
+    #[arg(long)]
+    pub raw: bool,
+    /// The broker protocol whose room or service is measured.
+    #[arg(long, value_enum, default_value = "chat")]
+    pub protocol: Proto,
+    /// Receiving members (the senders come on top).
+    #[arg(long, default_value_t = 1000)]
+    pub members: usize,
+    /// Sending members.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Messages per second from all senders together; 0 = flat out.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Flat out: the most messages in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub window: u64,
+    /// Connections set up at once.
+    #[arg(long, default_value_t = 64)]
+    pub connect_concurrency: usize,
+    /// `auth.jwt_secret` of the broker, for `--protocol rooms`.
+    #[arg(long, env = "SWITCHBOARD_AUTH__JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// `concierge.secret` of the broker, if it sets one.
+    #[arg(long, env = "SWITCHBOARD_CONCIERGE__SECRET", hide_env_values = true)]
+    pub concierge_secret: Option<String>,
+}
+
+/// A connection that sends, and how it wraps a payload into its frame.
+struct Sender {
+    ws: Ws,
+    frame: Box<dyn Fn(&str) -> String + Send + Sync>,
+}
+
+/// The members, ready: receivers and senders.
+struct Group {
+    receivers: Vec<Ws>,
+    senders: Vec<Sender>,
+    /// Whether members must answer the protocol's JSON pings.
+    answers_pings: bool,
+}
+
+/// Counters every task of the run shares.
+#[derive(Default)]
+struct Progress {
+    sent: AtomicU64,
+    received: AtomicU64,
+    last_receive: AtomicU64,
+    lost_connections: AtomicU64,
+    delivered_all: Notify,
+}
+
+/// Runs the scenario.
+pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError> {
+    if args.members == 0 || args.senders == 0 {
+        return Err(BenchError::Usage(
+            "--members and --senders must be at least 1".into(),
+        ));
+    }
+    let endpoints = Endpoints::parse(&common.url)?;
+    let target = if args.raw {
+        "raw relay"
+    } else {
+        args.protocol.name()
+    };
+    let setup = Instant::now();
+    let group = match (args.raw, args.protocol) {
+        (true, _) => raw_group(&endpoints, &args).await?,
+        (false, Proto::Chat) => chat_group(&endpoints, &args).await?,
+        (false, Proto::Concierge) => concierge_group(&endpoints, &args).await?,
+        (false, Proto::Rooms) => rooms_group(&endpoints, &args).await?,
+    };
+    let setup = setup.elapsed();
+    let drops_before = broker_drops(&endpoints, args.raw).await;
+
+    let shared = Arc::new(Progress::default());
+    let (stop, stopped) = watch::channel(false);
+    let receivers = group.receivers.len() as u64;
+    let receiving: Vec<_> = group
+        .receivers
+        .into_iter()
+        .map(|ws| {
+            tokio::spawn(receive(
+                ws,
+                shared.clone(),
+                stopped.clone(),
+                receivers,
+                group.answers_pings,
+            ))
+        })
+        .collect();
+
+    let bar = progress(common, &format!("fanout {target}"));
+    let started = Instant::now();
+    let started_nanos = now_nanos();
+    let deadline = started + common.duration;
+    let per_sender = args.rate as f64 / args.senders as f64;
+    let sending: Vec<_> = group
+        .senders
+        .into_iter()
+        .map(|sender| {
+            tokio::spawn(send(
+                sender,
+                shared.clone(),
+                stopped.clone(),
+                Pace {
+                    per_second: per_sender,
+                    window: args.window.max(1),
+                    receivers,
+                    size: args.size,
+                    deadline,
+                },
+            ))
+        })
+        .collect();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        bar.set_position(started.elapsed().as_secs());
+        bar.set_message(format!(
+            "{} delivered",
+            shared.received.load(Ordering::Relaxed)
+        ));
+    }
+    let mut send_errors = 0u64;
+    for task in sending {
+        if !matches!(task.await, Ok(Ok(()))) {
+            send_errors += 1;
+        }
+    }
+    let send_time = started.elapsed();
+    bar.finish_and_clear();
+
+    // Drain: wait until every sent message has reached every receiver, or
+    // nothing has arrived for a second.
+    let sent = shared.sent.load(Ordering::Relaxed);
+    let expected = sent * receivers;
+    let mut seen = shared.received.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    while seen < expected && quiet_since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = shared.received.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
+    let _ = stop.send(true);
+    let mut latency = latency_histogram();
+    let mut delivered = 0u64;
+    for task in receiving {
+        if let Ok((count, histogram)) = task.await {
+            delivered += count;
+            let _ = latency.add(&histogram);
+        }
+    }
+    let drops_after = broker_drops(&endpoints, args.raw).await;
+
+    let last = shared.last_receive.load(Ordering::Relaxed);
+    let active =
+        Duration::from_nanos(last.saturating_sub(started_nanos)).max(Duration::from_millis(1));
+
+    let mut report = Report::new("fanout");
+    report
+        .parameter("target", target)
+        .parameter("url", common.url.clone())
+        .parameter("members", args.members)
+        .parameter("senders", args.senders)
+        .parameter("size", args.size)
+        .parameter(
+            "rate",
+            if args.rate == 0 {
+                json!("flat out")
+            } else {
+                json!(args.rate)
+            },
+        )
+        .parameter("window", args.window)
+        .parameter("duration_s", common.duration.as_secs_f64());
+    report
+        .figure("setup", setup.as_secs_f64(), "s")
+        .figure("messages sent", sent as f64, "msg")
+        .figure("send rate", sent as f64 / send_time.as_secs_f64(), "msg/s")
+        .figure("deliveries", delivered as f64, "msg")
+        .figure(
+            "delivered rate",
+            delivered as f64 / active.as_secs_f64(),
+            "msg/s",
+        )
+        .figure(
+            "not delivered",
+            expected.saturating_sub(delivered) as f64,
+            "msg",
+        )
+        .figure(
+            "connections lost",
+            (shared.lost_connections.load(Ordering::Relaxed) + send_errors) as f64,
+            "conn",
+        );
+    if let (Some(before), Some(after)) = (drops_before, drops_after) {
+        report.figure("broker drops", after - before, "msg");
+    }
+    report.latency("latency", &latency);
+    Ok(report)
+}
+
+/// The broker's `switchboard_messages_dropped_total` (none for the relay).
+async fn broker_drops(endpoints: &Endpoints, raw: bool) -> Option<f64> {
+    if raw {
+        return None;
+    }
+    let text = client::scrape_async(&endpoints.http).await.ok()?;
+    client::metric(&text, "switchboard_messages_dropped_total")
+}
+
+/// How a sender paces itself.
+#[derive(Clone, Copy)]
+struct Pace {
+    /// Messages per second for this sender; 0 = flat out.
+    per_second: f64,
+    window: u64,
+    receivers: u64,
+    size: usize,
+    deadline: Instant,
+}
+
+async fn send(
+    sender: Sender,
+    shared: Arc<Progress>,
+    stopped: watch::Receiver<bool>,
+    pace: Pace,
+) -> Result<(), BenchError> {
+    let (mut sink, source) = sender.ws.split();
+    // The sender's own socket is drained too (echoes, acknowledgements),
+    // and any JSON ping it gets is answered through the sink below.
+    let (pongs, mut pending_pongs) = mpsc::unbounded_channel();
+    // It ends with the run, keeping the sender connected until the
+    // receivers are done with its messages.
+    tokio::spawn(drain(source, pongs, stopped));
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let result = async {
+        while Instant::now() < pace.deadline {
+            while let Ok(pong) = pending_pongs.try_recv() {
+                sink.send(Message::text(pong)).await?;
+            }
+            if pace.per_second > 0.0 {
+                let due = (started.elapsed().as_secs_f64() * pace.per_second) as u64 + 1;
+                if sent >= due {
+                    let next = started + Duration::from_secs_f64(sent as f64 / pace.per_second);
+                    tokio::time::sleep_until(next.min(pace.deadline).into()).await;
+                    continue;
+                }
+                while sent < due {
+                    sink.feed(Message::text((sender.frame)(&stamped_payload(pace.size))))
+                        .await?;
+                    sent += 1;
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                sink.flush().await?;
+            } else {
+                if !window_open(&shared, &pace) {
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(1),
+                        shared.delivered_all.notified(),
+                    )
+                    .await;
+                    continue;
+                }
+                sink.send(Message::text((sender.frame)(&stamped_payload(pace.size))))
+                    .await?;
+                sent += 1;
+                shared.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok::<(), BenchError>(())
+    }
+    .await;
+    result
+}
+
+fn window_open(shared: &Progress, pace: &Pace) -> bool {
+    let sent = shared.sent.load(Ordering::Relaxed);
+    let fully_delivered = shared.received.load(Ordering::Relaxed) / pace.receivers;
+    sent.saturating_sub(fully_delivered) < pace.window
+}
+
+async fn drain(
+    mut source: futures_util::stream::SplitStream<Ws>,
+    pongs: mpsc::UnboundedSender<String>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            frame = source.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(pong) = client::rooms_pong(&text) {
+                        let _ = pongs.send(pong);
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    }
+}
+
+async fn receive(
+    mut ws: Ws,
+    shared: Arc<Progress>,
+    mut stopped: watch::Receiver<bool>,
+    receivers: u64,
+    answers_pings: bool,
+) -> (u64, Histogram<u64>) {
+    let mut latency = latency_histogram();
+    let mut count = 0u64;
+    // Counted locally and published when the socket has nothing more to
+    // read, so receivers do not contend on the shared counters per frame.
+    let mut unpublished = 0u64;
+    let mut last = 0u64;
+    loop {
+        let frame = match ws.next().now_or_never() {
+            Some(frame) => frame,
+            None => {
+                publish(&shared, &mut unpublished, last, receivers);
+                tokio::select! {
+                    biased;
+                    _ = stopped.changed() => break,
+                    frame = ws.next() => frame,
+                }
+            }
+        };
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                if let Some(stamp) = stamp_in(&text) {
+                    last = now_nanos();
+                    latency.saturating_record(last.saturating_sub(stamp) / 1000);
+                    count += 1;
+                    unpublished += 1;
+                } else if answers_pings {
+                    if let Some(pong) = client::rooms_pong(&text) {
+                        let _ = ws.send(Message::text(pong)).await;
+                    }
+                }
+            }
+            Some(Ok(_)) => {}
+            _ => {
+                shared.lost_connections.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    publish(&shared, &mut unpublished, last, receivers);
+    (count, latency)
+}
+
+/// Adds a receiver's new deliveries to the shared count; wakes a waiting
+/// sender when that completes a message's delivery to every receiver.
+fn publish(shared: &Progress, unpublished: &mut u64, last: u64, receivers: u64) {
+    if *unpublished == 0 {
+        return;
+    }
+    shared.last_receive.fetch_max(last, Ordering::Relaxed);
+    let before = shared.received.fetch_add(*unpublished, Ordering::Relaxed);
+    if (before + *unpublished) / receivers > before / receivers {
+        shared.delivered_all.notify_one();
+    }
+    *unpublished = 0;
+}
+
+/// Runs `make(i)` for `0..n`, `concurrency` at a time; the first error wins.
+async fn set_up<T, F, Fut>(n: usize, concurrency: usize, make: F) -> Result<Vec<T>, BenchError>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BenchError>>,
+{
+    stream::iter(0..n)
+        .map(make)
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn raw_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, BenchError> {
+    let url = endpoints.ws.clone();
+    let receivers = set_up(args.members, args.connect_concurrency, |_| {
+        client::connect(&url, None, None)
+    })
+    .await?;
+    let mut senders = Vec::with_capacity(args.senders);
+    for i in 0..args.senders {
+        let name = format!("sender{i}");
+        senders.push(Sender {
+            ws: client::connect(&url, None, None).await?,
+            frame: Box::new(move |payload| client::chat_message(&name, payload)),
+        });
+    }
+    Ok(Group {
+        receivers,
+        senders,
+        answers_pings: false,
+    })
+}
+
+async fn chat_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, BenchError> {
+    let tag = run_tag();
+    let room = format!("bench-{tag}");
+    let mut senders = Vec::with_capacity(args.senders);
+    for i in 0..args.senders {
+        let name = format!("s{tag}{i}");
+        let ws = client::chat_join(endpoints, &room, &name).await?;
+        senders.push(Sender {
+            ws,
+            frame: Box::new(move |payload| client::chat_message(&name, payload)),
+        });
+    }
+    let receivers = set_up(args.members, args.connect_concurrency, |i| {
+        let (room, name) = (room.clone(), format!("r{tag}{i}"));
+        async move { client::chat_join(endpoints, &room, &name).await }
+    })
+    .await?;
+    Ok(Group {
+        receivers,
+        senders,
+        answers_pings: false,
+    })
+}
+
+async fn concierge_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, BenchError> {
+    let tag = run_tag();
+    let secret = args.concierge_secret.as_deref();
+    let tag = &tag;
+    let services: Vec<String> = (0..args.senders)
+        .map(|i| format!("bench{tag}{i}"))
+        .collect();
+    let mut senders = Vec::with_capacity(args.senders);
+    for (i, service) in services.iter().enumerate() {
+        let mut ws =
+            client::concierge_identify(endpoints, &format!("s{tag}{i}"), secret, None).await?;
+        client::concierge_request(
+            &mut ws,
+            &json!({"type": "SERVICE_CREATE", "service": service, "nickname": null}),
+            "SERVICE_CREATE_RESULT",
+        )
+        .await?;
+        let service = service.clone();
+        senders.push(Sender {
+            ws,
+            frame: Box::new(move |payload| client::concierge_message(&service, payload)),
+        });
+    }
+    let receivers = set_up(args.members, args.connect_concurrency, |i| {
+        let services = services.clone();
+        async move {
+            let name = format!("r{tag}{i}");
+            let mut ws = client::concierge_identify(endpoints, &name, secret, None).await?;
+            for service in &services {
+                client::concierge_request(
+                    &mut ws,
+                    &json!({"type": "SELF_SUBSCRIBE", "service": service}),
+                    "SELF_SUBSCRIBE_RESULT",
+                )
+                .await?;
+            }
+            Ok(ws)
+        }
+    })
+    .await?;
+    Ok(Group {
+        receivers,
+        senders,
+        answers_pings: false,
+    })
+}
+
+async fn rooms_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, BenchError> {
+    let secret = args.jwt_secret.clone().ok_or_else(|| {
+        BenchError::Usage(
+            "--protocol rooms needs --jwt-secret (or SWITCHBOARD_AUTH__JWT_SECRET)".into(),
+        )
+    })?;
+    let tag = run_tag();
+    let mut admin = client::rooms_connect(endpoints, &secret, &format!("s{tag}0"), None).await?;
+    let room = admin.create_room(&format!("bench-{tag}")).await?;
+    let mut sessions = vec![admin];
+    for i in 1..args.senders {
+        let mut s = client::rooms_connect(endpoints, &secret, &format!("s{tag}{i}"), None).await?;
+        s.enter(&room).await?;
+        sessions.push(s);
+    }
+    let senders = sessions
+        .into_iter()
+        .map(|s| {
+            let (key, room) = (s.key.clone(), room.clone());
+            Sender {
+                ws: s.ws,
+                frame: Box::new(move |payload| {
+                    json!({"type": "message", "key": key, "content": payload, "room_id": room})
+                        .to_string()
+                }),
+            }
+        })
+        .collect();
+    let tag = &tag;
+    let receivers = set_up(args.members, args.connect_concurrency, |i| {
+        let (secret, room) = (secret.clone(), room.clone());
+        async move {
+            let mut s =
+                client::rooms_connect(endpoints, &secret, &format!("r{tag}{i}"), None).await?;
+            s.enter(&room).await?;
+            Ok(s.ws)
+        }
+    })
+    .await?;
+    Ok(Group {
+        receivers,
+        senders,
+        answers_pings: true,
+    })
+}
