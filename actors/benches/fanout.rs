@@ -11,6 +11,7 @@
 //! Run with `cargo bench -p switchboard-actors --bench fanout`.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,8 +22,9 @@ use bytestring::ByteString;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use switchboard_actors::chat::wire::ServerEvent;
-use switchboard_actors::connection::{ConnId, Deliver, Disconnect, Frames, MemberHandle};
+use switchboard_actors::connection::{ConnId, Disconnect, Frames, MemberHandle};
 use switchboard_actors::fanout::{Delivery, FanOut};
+use switchboard_actors::outbox::{Flush, Outbox};
 use switchboard_actors::Protocol;
 
 /// Members in the room.
@@ -30,6 +32,8 @@ const MEMBERS: u64 = 1000;
 
 /// A member that only counts the frames it is handed.
 struct Sink {
+    outbox: Outbox,
+    batch: VecDeque<Frames>,
     frames: Arc<AtomicU64>,
 }
 
@@ -37,11 +41,12 @@ impl Actor for Sink {
     type Context = Context<Self>;
 }
 
-impl Handler<Deliver> for Sink {
+impl Handler<Flush> for Sink {
     type Result = ();
-    fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
-        let n = msg.0.as_slice().len() as u64;
-        self.frames.fetch_add(n, Ordering::Relaxed);
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+        self.outbox.take(&mut self.batch);
+        let n: usize = self.batch.drain(..).map(|d| d.as_slice().len()).sum();
+        self.frames.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -53,13 +58,19 @@ impl Handler<Disconnect> for Sink {
 }
 
 fn sink(id: ConnId, frames: Arc<AtomicU64>) -> MemberHandle {
-    let addr = Sink::create(move |ctx| {
-        ctx.set_mailbox_capacity(1_000_000);
-        Sink { frames }
+    let outbox = std::cell::OnceCell::new();
+    let addr = Sink::create(|ctx| {
+        let o = Outbox::new(1_000_000, ctx.address().recipient());
+        let _ = outbox.set(o.clone());
+        Sink {
+            outbox: o,
+            batch: VecDeque::new(),
+            frames,
+        }
     });
     MemberHandle {
         id,
-        deliver: addr.clone().recipient(),
+        deliver: outbox.into_inner().expect("set while creating"),
         disconnect: addr.recipient(),
     }
 }

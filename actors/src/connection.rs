@@ -7,6 +7,7 @@
 //! liveness by heartbeat, keeps the metrics and registers the connection with
 //! the registry. The protocol sees only whole text or binary messages.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use bytestring::ByteString;
 use crate::admission::Ticket;
 use crate::limits::Limits;
 use crate::metrics::{metrics, ProtocolMetrics};
+use crate::outbox::{Flush, Outbox};
 use crate::registry::{Connected, Disconnected, Registry};
 use crate::Protocol;
 
@@ -31,9 +33,8 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Encoded text frames for a connection to write, in order. Built once per
 /// broadcast and shared by every recipient; a batch (a snapshot, a resync)
-/// takes one mailbox slot however many frames it holds.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
+/// takes one queue slot however many frames it holds.
+#[derive(Clone, Debug)]
 pub struct Deliver(pub Frames);
 
 /// One frame or a shared batch of frames.
@@ -135,8 +136,8 @@ impl Heartbeat {
 pub struct MemberHandle {
     /// The connection's id.
     pub id: ConnId,
-    /// Where encoded frames go (bounded mailbox: use `try_send`).
-    pub deliver: Recipient<Deliver>,
+    /// Where encoded frames go (bounded: `try_send` never waits).
+    pub deliver: Outbox,
     /// Where a close order goes.
     pub disconnect: Recipient<Disconnect>,
 }
@@ -144,21 +145,21 @@ pub struct MemberHandle {
 /// A protocol's connection actor: a WebSocket actor that owns a core and
 /// handles the shared messages (see [`connection_handlers!`](crate::connection_handlers)).
 pub trait WsConnection:
-    Actor<Context = WebsocketContext<Self>> + Handler<Deliver> + Handler<Disconnect>
+    Actor<Context = WebsocketContext<Self>> + Handler<Flush> + Handler<Disconnect>
 {
     /// The connection's shared mechanics.
     fn core(&mut self) -> &mut ConnectionCore;
 }
 
-/// Implements [`Handler`] for [`Deliver`] and [`Disconnect`] on a
+/// Implements [`Handler`] for [`Flush`] and [`Disconnect`] on a
 /// [`WsConnection`] by delegating to its core.
 #[macro_export]
 macro_rules! connection_handlers {
     ($actor:ty) => {
-        impl ::actix::Handler<$crate::connection::Deliver> for $actor {
+        impl ::actix::Handler<$crate::outbox::Flush> for $actor {
             type Result = ();
-            fn handle(&mut self, msg: $crate::connection::Deliver, ctx: &mut Self::Context) {
-                $crate::connection::WsConnection::core(self).write(ctx, msg.0);
+            fn handle(&mut self, _: $crate::outbox::Flush, ctx: &mut Self::Context) {
+                $crate::connection::WsConnection::core(self).flush(ctx);
             }
         }
         impl ::actix::Handler<$crate::connection::Disconnect> for $actor {
@@ -198,6 +199,10 @@ pub struct ConnectionCore {
     bucket: TokenBucket,
     refused_in_a_row: u32,
     fragments: Option<Fragments>,
+    /// Created when the actor starts (it needs the actor's address).
+    outbox: Option<Outbox>,
+    /// The batch being written, kept between flushes for its allocation.
+    batch: VecDeque<Frames>,
     _ticket: Ticket,
 }
 
@@ -228,6 +233,8 @@ impl ConnectionCore {
             bucket,
             refused_in_a_row: 0,
             fragments: None,
+            outbox: None,
+            batch: VecDeque::new(),
             _ticket: ticket,
         }
     }
@@ -243,20 +250,25 @@ impl ConnectionCore {
         self.id
     }
 
-    /// The handle others use to reach this connection.
+    /// The handle others use to reach this connection (once it has started).
     pub fn handle<A: WsConnection>(&self, ctx: &WebsocketContext<A>) -> MemberHandle {
-        let addr = ctx.address();
         MemberHandle {
             id: self.id,
-            deliver: addr.clone().recipient(),
-            disconnect: addr.recipient(),
+            deliver: self
+                .outbox
+                .clone()
+                .expect("a connection's handle is taken after its core has started"),
+            disconnect: ctx.address().recipient(),
         }
     }
 
-    /// Call from the actor's `started`: bounds the mailbox, starts the
-    /// heartbeat and registers the connection.
+    /// Call from the actor's `started`: opens the bounded outbox, starts
+    /// the heartbeat and registers the connection.
     pub fn started<A: WsConnection>(&mut self, ctx: &mut WebsocketContext<A>) {
-        ctx.set_mailbox_capacity(self.limits.outbound_queue);
+        self.outbox = Some(Outbox::new(
+            self.limits.outbound_queue,
+            ctx.address().recipient(),
+        ));
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
         self.registry.do_send(Connected {
@@ -282,6 +294,9 @@ impl ConnectionCore {
 
     /// Call from the actor's `stopped`: unregisters the connection.
     pub fn stopped(&mut self) {
+        if let Some(outbox) = &self.outbox {
+            outbox.close();
+        }
         self.metrics.connections.dec();
         self.registry.do_send(Disconnected { id: self.id });
     }
@@ -342,6 +357,22 @@ impl ConnectionCore {
         for frame in frames {
             ctx.text(frame.clone());
         }
+    }
+
+    /// Writes everything queued in the outbox (on its [`Flush`]).
+    pub fn flush<A>(&mut self, ctx: &mut WebsocketContext<A>)
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        let mut batch = std::mem::take(&mut self.batch);
+        outbox.take(&mut batch);
+        for frames in batch.drain(..) {
+            self.write(ctx, frames);
+        }
+        self.batch = batch;
     }
 
     /// Sends a close frame and stops the actor.

@@ -161,9 +161,11 @@ mod tests {
     use actix::prelude::*;
 
     use super::*;
+    use crate::outbox::{Flush, Outbox};
 
-    /// A member that records what reaches it; its mailbox holds one message.
+    /// A member that records what reaches it; its outbox holds one delivery.
     struct Recorder {
+        outbox: Outbox,
         frames: Arc<Mutex<Vec<String>>>,
         closed: Arc<Mutex<Option<Disconnect>>>,
     }
@@ -172,11 +174,15 @@ mod tests {
         type Context = Context<Self>;
     }
 
-    impl Handler<Deliver> for Recorder {
+    impl Handler<Flush> for Recorder {
         type Result = ();
-        fn handle(&mut self, msg: Deliver, _: &mut Self::Context) {
+        fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+            let mut batch = std::collections::VecDeque::new();
+            self.outbox.take(&mut batch);
             let mut frames = self.frames.lock().unwrap();
-            frames.extend(msg.0.as_slice().iter().map(|f| f.to_string()));
+            for delivery in batch {
+                frames.extend(delivery.as_slice().iter().map(|f| f.to_string()));
+            }
         }
     }
 
@@ -193,16 +199,19 @@ mod tests {
         let frames = Arc::new(Mutex::new(Vec::new()));
         let closed = Arc::new(Mutex::new(None));
         let (f, c) = (frames.clone(), closed.clone());
-        let addr = Recorder::create(move |ctx| {
-            ctx.set_mailbox_capacity(1);
+        let outbox = std::cell::OnceCell::new();
+        let addr = Recorder::create(|ctx| {
+            let o = Outbox::new(1, ctx.address().recipient());
+            let _ = outbox.set(o.clone());
             Recorder {
+                outbox: o,
                 frames: f,
                 closed: c,
             }
         });
         let handle = MemberHandle {
             id,
-            deliver: addr.clone().recipient(),
+            deliver: outbox.into_inner().expect("set while creating"),
             disconnect: addr.recipient(),
         };
         (handle, (frames, closed))

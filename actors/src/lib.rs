@@ -19,6 +19,7 @@ pub mod limits;
 pub mod live;
 pub mod lobby;
 pub mod metrics;
+pub mod outbox;
 pub mod pool;
 pub mod protocol;
 pub mod registry;

@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(parsed["parameters"]["members"], 1000);
         assert_eq!(parsed["results"]["delivered"]["value"], 123_456.0);
         assert_eq!(parsed["results"]["delivered"]["unit"], "msg/s");
-        assert_eq!(parsed["results"]["latency p99"]["value"], 0.991);
+        assert_eq!(parsed["results"]["latency p99"]["value"], 0.99);
         assert_eq!(parsed["results"]["latency max"]["value"], 1.0);
     }
 
