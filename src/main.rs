@@ -7,11 +7,6 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use switchboard::config::Config;
 
-/// Fan-out allocates and frees one small envelope per recipient; mimalloc's
-/// per-thread free lists make that markedly cheaper than glibc's malloc.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Switchboard: a real-time WebSocket broker.
 #[derive(Parser)]
 #[command(name = "switchboard", version, about)]

@@ -85,6 +85,9 @@ pub async fn run(common: &Common, args: ChurnArgs) -> Result<Report, BenchError>
         }
     };
 
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let owner = tokio::spawn(client::hold(owner, stopped));
+
     let cycles = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let next_name = Arc::new(AtomicU64::new(0));
@@ -141,7 +144,8 @@ pub async fn run(common: &Common, args: ChurnArgs) -> Result<Report, BenchError>
     }
     let elapsed = started.elapsed();
     bar.finish_and_clear();
-    client::close(owner).await;
+    let _ = stop.send(true);
+    let _ = owner.await;
 
     let done = cycles.load(Ordering::Relaxed);
     let mut report = Report::new("churn");

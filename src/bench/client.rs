@@ -151,13 +151,38 @@ pub async fn expect_json(
         .map_err(|_| BenchError::Timeout(what))?
 }
 
-/// Closes politely and waits for the broker's close (bounded).
+/// Closes politely: sends a close frame, waits (bounded) for the broker's
+/// answering close, then drops the socket.
 pub async fn close(mut ws: Ws) {
     let _ = ws.close(None).await;
     let _ = tokio::time::timeout(STEP_TIMEOUT, async {
-        while let Some(Ok(_)) = ws.next().await {}
+        while let Some(Ok(message)) = ws.next().await {
+            if message.is_close() {
+                return;
+            }
+        }
     })
     .await;
+}
+
+/// Keeps `ws` alive until `stop` changes: reads everything (which answers
+/// WebSocket pings), answers the rooms protocol's JSON pings, then closes.
+pub async fn hold(mut ws: Ws, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            frame = ws.next() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(pong) = rooms_pong(&text) {
+                        let _ = ws.send(Message::text(pong)).await;
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            }
+        }
+    }
+    close(ws).await;
 }
 
 fn field<'v>(value: &'v Value, key: &str) -> &'v str {

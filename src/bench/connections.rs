@@ -110,7 +110,7 @@ pub async fn run(
 ) -> Result<crate::bench::Report, BenchError> {
     let endpoints = Endpoints::parse(&common.url)?;
     let rss = "switchboard_process_resident_memory_bytes";
-    let before = client::scrape_async(&endpoints.http).await?;
+    let before = settled(&endpoints).await?;
     let rss_before = client::metric(&before, rss)
         .ok_or_else(|| BenchError::Http(format!("{rss} is not in /metrics")))?;
     let conns_before = client::metric(&before, "switchboard_connections").unwrap_or(0.0);
@@ -222,6 +222,22 @@ pub async fn run(
         );
     }
     Ok(report)
+}
+
+/// The broker's `/metrics` once its connection count has stopped moving
+/// (connections of an earlier run may still be closing), or after 30 s.
+async fn settled(endpoints: &Endpoints) -> Result<String, BenchError> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let mut last = client::scrape_async(&endpoints.http).await?;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = client::scrape_async(&endpoints.http).await?;
+        let count = |text: &str| client::metric(text, "switchboard_connections");
+        if count(&now) == count(&last) || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
 }
 
 /// The `n`th loopback source address: 127.0.0.1, 127.0.0.2, ...

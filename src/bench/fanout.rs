@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use futures_util::stream;
+use futures_util::stream::{self, SplitSink};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{self, BenchError, Endpoints, Ws};
@@ -60,18 +61,25 @@ pub struct FanoutArgs {
     pub concierge_secret: Option<String>,
 }
 
-/// A connection that sends, and how it wraps a payload into its frame.
+/// How a sender wraps a payload into its protocol's frame.
+type FrameFn = Box<dyn Fn(&str) -> String + Send + Sync>;
+
+/// A connection that sends. Its socket is drained from the moment it
+/// joins (by a task of its own), so announcements never back up on it.
 struct Sender {
-    ws: Ws,
-    frame: Box<dyn Fn(&str) -> String + Send + Sync>,
+    sink: SplitSink<Ws, Message>,
+    /// Answers owed to the protocol's JSON pings, found by the drain task.
+    pongs: mpsc::UnboundedReceiver<String>,
+    frame: FrameFn,
 }
 
-/// The members, ready: receivers and senders.
+/// A receiving member's task: its deliveries and their latencies.
+type Receiving = JoinHandle<(u64, Histogram<u64>)>;
+
+/// The members, ready: receivers (already reading) and senders.
 struct Group {
-    receivers: Vec<Ws>,
+    receivers: Vec<Receiving>,
     senders: Vec<Sender>,
-    /// Whether members must answer the protocol's JSON pings.
-    answers_pings: bool,
 }
 
 /// Counters every task of the run shares.
@@ -79,9 +87,41 @@ struct Group {
 struct Progress {
     sent: AtomicU64,
     received: AtomicU64,
+    /// Every frame receivers read, stamped or not (to see setup settle).
+    frames: AtomicU64,
     last_receive: AtomicU64,
     lost_connections: AtomicU64,
     delivered_all: Notify,
+}
+
+/// What members need from the moment they join: a member reads from the
+/// start, or the announcements of later joins would fill its queue.
+struct Members {
+    shared: Arc<Progress>,
+    stopped: watch::Receiver<bool>,
+    receivers: u64,
+    answers_pings: bool,
+}
+
+impl Members {
+    /// Starts reading `ws` as a receiver.
+    fn receiver(&self, ws: Ws) -> Receiving {
+        tokio::spawn(receive(
+            ws,
+            self.shared.clone(),
+            self.stopped.clone(),
+            self.receivers,
+            self.answers_pings,
+        ))
+    }
+
+    /// Starts draining `ws` and keeps its sink for sending `frame`s.
+    fn sender(&self, ws: Ws, frame: FrameFn) -> Sender {
+        let (sink, source) = ws.split();
+        let (pongs_to_send, pongs) = mpsc::unbounded_channel();
+        tokio::spawn(drain(source, pongs_to_send, self.stopped.clone()));
+        Sender { sink, pongs, frame }
+    }
 }
 
 /// Runs the scenario.
@@ -97,32 +137,26 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
     } else {
         args.protocol.name()
     };
-    let setup = Instant::now();
-    let group = match (args.raw, args.protocol) {
-        (true, _) => raw_group(&endpoints, &args).await?,
-        (false, Proto::Chat) => chat_group(&endpoints, &args).await?,
-        (false, Proto::Concierge) => concierge_group(&endpoints, &args).await?,
-        (false, Proto::Rooms) => rooms_group(&endpoints, &args).await?,
-    };
-    let setup = setup.elapsed();
-    let drops_before = broker_drops(&endpoints, args.raw).await;
-
     let shared = Arc::new(Progress::default());
     let (stop, stopped) = watch::channel(false);
-    let receivers = group.receivers.len() as u64;
-    let receiving: Vec<_> = group
-        .receivers
-        .into_iter()
-        .map(|ws| {
-            tokio::spawn(receive(
-                ws,
-                shared.clone(),
-                stopped.clone(),
-                receivers,
-                group.answers_pings,
-            ))
-        })
-        .collect();
+    let receivers = args.members as u64;
+    let members = Members {
+        shared: shared.clone(),
+        stopped: stopped.clone(),
+        receivers,
+        answers_pings: !args.raw && args.protocol == Proto::Rooms,
+    };
+    let setup = Instant::now();
+    let group = match (args.raw, args.protocol) {
+        (true, _) => raw_group(&endpoints, &args, &members).await?,
+        (false, Proto::Chat) => chat_group(&endpoints, &args, &members).await?,
+        (false, Proto::Concierge) => concierge_group(&endpoints, &args, &members).await?,
+        (false, Proto::Rooms) => rooms_group(&endpoints, &args, &members).await?,
+    };
+    settle(&shared).await;
+    let setup = setup.elapsed();
+    let drops_before = broker_drops(&endpoints, args.raw).await;
+    let receiving = group.receivers;
 
     let bar = progress(common, &format!("fanout {target}"));
     let started = Instant::now();
@@ -136,7 +170,6 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
             tokio::spawn(send(
                 sender,
                 shared.clone(),
-                stopped.clone(),
                 Pace {
                     per_second: per_sender,
                     window: args.window.max(1),
@@ -237,6 +270,22 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
     Ok(report)
 }
 
+/// Waits until the join announcements have stopped arriving (no frame for
+/// half a second; at most two minutes), so the measured phase starts with
+/// empty queues.
+async fn settle(shared: &Progress) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = shared.frames.load(Ordering::Relaxed);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = shared.frames.load(Ordering::Relaxed);
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
 /// The broker's `switchboard_messages_dropped_total` (none for the relay).
 async fn broker_drops(endpoints: &Endpoints, raw: bool) -> Option<f64> {
     if raw {
@@ -257,19 +306,12 @@ struct Pace {
     deadline: Instant,
 }
 
-async fn send(
-    sender: Sender,
-    shared: Arc<Progress>,
-    stopped: watch::Receiver<bool>,
-    pace: Pace,
-) -> Result<(), BenchError> {
-    let (mut sink, source) = sender.ws.split();
-    // The sender's own socket is drained too (echoes, acknowledgements),
-    // and any JSON ping it gets is answered through the sink below.
-    let (pongs, mut pending_pongs) = mpsc::unbounded_channel();
-    // It ends with the run, keeping the sender connected until the
-    // receivers are done with its messages.
-    tokio::spawn(drain(source, pongs, stopped));
+async fn send(sender: Sender, shared: Arc<Progress>, pace: Pace) -> Result<(), BenchError> {
+    let Sender {
+        mut sink,
+        pongs: mut pending_pongs,
+        frame,
+    } = sender;
     let started = Instant::now();
     let mut sent = 0u64;
     let result = async {
@@ -285,7 +327,7 @@ async fn send(
                     continue;
                 }
                 while sent < due {
-                    sink.feed(Message::text((sender.frame)(&stamped_payload(pace.size))))
+                    sink.feed(Message::text(frame(&stamped_payload(pace.size))))
                         .await?;
                     sent += 1;
                     shared.sent.fetch_add(1, Ordering::Relaxed);
@@ -300,7 +342,7 @@ async fn send(
                     .await;
                     continue;
                 }
-                sink.send(Message::text((sender.frame)(&stamped_payload(pace.size))))
+                sink.send(Message::text(frame(&stamped_payload(pace.size))))
                     .await?;
                 sent += 1;
                 shared.sent.fetch_add(1, Ordering::Relaxed);
@@ -350,13 +392,12 @@ async fn receive(
     let mut count = 0u64;
     // Counted locally and published when the socket has nothing more to
     // read, so receivers do not contend on the shared counters per frame.
-    let mut unpublished = 0u64;
-    let mut last = 0u64;
+    let mut unpublished = Unpublished::default();
     loop {
         let frame = match ws.next().now_or_never() {
             Some(frame) => frame,
             None => {
-                publish(&shared, &mut unpublished, last, receivers);
+                unpublished.publish(&shared, receivers);
                 tokio::select! {
                     biased;
                     _ = stopped.changed() => break,
@@ -366,11 +407,12 @@ async fn receive(
         };
         match frame {
             Some(Ok(Message::Text(text))) => {
+                unpublished.frames += 1;
                 if let Some(stamp) = stamp_in(&text) {
-                    last = now_nanos();
-                    latency.saturating_record(last.saturating_sub(stamp) / 1000);
+                    unpublished.last = now_nanos();
+                    latency.saturating_record(unpublished.last.saturating_sub(stamp) / 1000);
                     count += 1;
-                    unpublished += 1;
+                    unpublished.deliveries += 1;
                 } else if answers_pings {
                     if let Some(pong) = client::rooms_pong(&text) {
                         let _ = ws.send(Message::text(pong)).await;
@@ -384,22 +426,39 @@ async fn receive(
             }
         }
     }
-    publish(&shared, &mut unpublished, last, receivers);
+    unpublished.publish(&shared, receivers);
     (count, latency)
 }
 
-/// Adds a receiver's new deliveries to the shared count; wakes a waiting
-/// sender when that completes a message's delivery to every receiver.
-fn publish(shared: &Progress, unpublished: &mut u64, last: u64, receivers: u64) {
-    if *unpublished == 0 {
-        return;
+/// A receiver's counts not yet added to the shared ones.
+#[derive(Default)]
+struct Unpublished {
+    frames: u64,
+    deliveries: u64,
+    /// When the latest delivery arrived.
+    last: u64,
+}
+
+impl Unpublished {
+    /// Adds the counts to the shared ones; wakes a waiting sender when that
+    /// completes a message's delivery to every receiver.
+    fn publish(&mut self, shared: &Progress, receivers: u64) {
+        if self.frames > 0 {
+            shared.frames.fetch_add(self.frames, Ordering::Relaxed);
+            self.frames = 0;
+        }
+        if self.deliveries == 0 {
+            return;
+        }
+        shared.last_receive.fetch_max(self.last, Ordering::Relaxed);
+        let before = shared
+            .received
+            .fetch_add(self.deliveries, Ordering::Relaxed);
+        if (before + self.deliveries) / receivers > before / receivers {
+            shared.delivered_all.notify_one();
+        }
+        self.deliveries = 0;
     }
-    shared.last_receive.fetch_max(last, Ordering::Relaxed);
-    let before = shared.received.fetch_add(*unpublished, Ordering::Relaxed);
-    if (before + *unpublished) / receivers > before / receivers {
-        shared.delivered_all.notify_one();
-    }
-    *unpublished = 0;
 }
 
 /// Runs `make(i)` for `0..n`, `concurrency` at a time; the first error wins.
@@ -417,52 +476,57 @@ where
         .collect()
 }
 
-async fn raw_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, BenchError> {
+async fn raw_group(
+    endpoints: &Endpoints,
+    args: &FanoutArgs,
+    members: &Members,
+) -> Result<Group, BenchError> {
     let url = endpoints.ws.clone();
-    let receivers = set_up(args.members, args.connect_concurrency, |_| {
-        client::connect(&url, None, None)
+    let receivers = set_up(args.members, args.connect_concurrency, |_| async {
+        Ok(members.receiver(client::connect(&url, None, None).await?))
     })
     .await?;
     let mut senders = Vec::with_capacity(args.senders);
     for i in 0..args.senders {
         let name = format!("sender{i}");
-        senders.push(Sender {
-            ws: client::connect(&url, None, None).await?,
-            frame: Box::new(move |payload| client::chat_message(&name, payload)),
-        });
+        let ws = client::connect(&url, None, None).await?;
+        senders.push(members.sender(
+            ws,
+            Box::new(move |payload| client::chat_message(&name, payload)),
+        ));
     }
-    Ok(Group {
-        receivers,
-        senders,
-        answers_pings: false,
-    })
+    Ok(Group { receivers, senders })
 }
 
-async fn chat_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, BenchError> {
+async fn chat_group(
+    endpoints: &Endpoints,
+    args: &FanoutArgs,
+    members: &Members,
+) -> Result<Group, BenchError> {
     let tag = run_tag();
     let room = format!("bench-{tag}");
     let mut senders = Vec::with_capacity(args.senders);
     for i in 0..args.senders {
         let name = format!("s{tag}{i}");
         let ws = client::chat_join(endpoints, &room, &name).await?;
-        senders.push(Sender {
+        senders.push(members.sender(
             ws,
-            frame: Box::new(move |payload| client::chat_message(&name, payload)),
-        });
+            Box::new(move |payload| client::chat_message(&name, payload)),
+        ));
     }
     let receivers = set_up(args.members, args.connect_concurrency, |i| {
         let (room, name) = (room.clone(), format!("r{tag}{i}"));
-        async move { client::chat_join(endpoints, &room, &name).await }
+        async move { Ok(members.receiver(client::chat_join(endpoints, &room, &name).await?)) }
     })
     .await?;
-    Ok(Group {
-        receivers,
-        senders,
-        answers_pings: false,
-    })
+    Ok(Group { receivers, senders })
 }
 
-async fn concierge_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, BenchError> {
+async fn concierge_group(
+    endpoints: &Endpoints,
+    args: &FanoutArgs,
+    members: &Members,
+) -> Result<Group, BenchError> {
     let tag = run_tag();
     let secret = args.concierge_secret.as_deref();
     let tag = &tag;
@@ -480,10 +544,10 @@ async fn concierge_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Gro
         )
         .await?;
         let service = service.clone();
-        senders.push(Sender {
+        senders.push(members.sender(
             ws,
-            frame: Box::new(move |payload| client::concierge_message(&service, payload)),
-        });
+            Box::new(move |payload| client::concierge_message(&service, payload)),
+        ));
     }
     let receivers = set_up(args.members, args.connect_concurrency, |i| {
         let services = services.clone();
@@ -498,18 +562,18 @@ async fn concierge_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Gro
                 )
                 .await?;
             }
-            Ok(ws)
+            Ok(members.receiver(ws))
         }
     })
     .await?;
-    Ok(Group {
-        receivers,
-        senders,
-        answers_pings: false,
-    })
+    Ok(Group { receivers, senders })
 }
 
-async fn rooms_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, BenchError> {
+async fn rooms_group(
+    endpoints: &Endpoints,
+    args: &FanoutArgs,
+    members: &Members,
+) -> Result<Group, BenchError> {
     let secret = args.jwt_secret.clone().ok_or_else(|| {
         BenchError::Usage(
             "--protocol rooms needs --jwt-secret (or SWITCHBOARD_AUTH__JWT_SECRET)".into(),
@@ -528,13 +592,13 @@ async fn rooms_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, 
         .into_iter()
         .map(|s| {
             let (key, room) = (s.key.clone(), room.clone());
-            Sender {
-                ws: s.ws,
-                frame: Box::new(move |payload| {
+            members.sender(
+                s.ws,
+                Box::new(move |payload| {
                     json!({"type": "message", "key": key, "content": payload, "room_id": room})
                         .to_string()
                 }),
-            }
+            )
         })
         .collect();
     let tag = &tag;
@@ -544,13 +608,9 @@ async fn rooms_group(endpoints: &Endpoints, args: &FanoutArgs) -> Result<Group, 
             let mut s =
                 client::rooms_connect(endpoints, &secret, &format!("r{tag}{i}"), None).await?;
             s.enter(&room).await?;
-            Ok(s.ws)
+            Ok(members.receiver(s.ws))
         }
     })
     .await?;
-    Ok(Group {
-        receivers,
-        senders,
-        answers_pings: true,
-    })
+    Ok(Group { receivers, senders })
 }

@@ -214,22 +214,24 @@ impl Store for SqliteStore {
         entry: &HistoryEntry,
         keep: usize,
     ) -> Result<(), StoreError> {
+        // The busiest write of the store: its statements are parsed once
+        // and reused from the connection's statement cache.
         let tx = self.conn.transaction()?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO chat_messages (room, username, message, sent_at) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                room,
-                entry.username,
-                entry.message,
-                rfc3339(entry.timestamp)
-            ],
-        )?;
-        tx.execute(
+        )?
+        .execute(params![
+            room,
+            entry.username,
+            entry.message,
+            rfc3339(entry.timestamp)
+        ])?;
+        tx.prepare_cached(
             "DELETE FROM chat_messages WHERE room = ?1 AND id <= (
                  SELECT id FROM chat_messages WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2
              )",
-            params![room, keep as i64],
-        )?;
+        )?
+        .execute(params![room, keep as i64])?;
         tx.commit()?;
         Ok(())
     }
