@@ -352,10 +352,28 @@ impl ConnectionCore {
     where
         A: Actor<Context = WebsocketContext<A>>,
     {
-        let frames = frames.as_slice();
-        self.metrics.messages_out.inc_by(frames.len() as u64);
-        for frame in frames {
-            ctx.text(frame.clone());
+        let written = Self::write_frames(ctx, frames);
+        self.metrics.messages_out.inc_by(written);
+    }
+
+    /// Writes `frames` and says how many there were. A single frame is
+    /// moved, not cloned: its shared bytes are touched by every recipient's
+    /// thread, so each reference-count change costs.
+    fn write_frames<A>(ctx: &mut WebsocketContext<A>, frames: Frames) -> u64
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        match frames {
+            Frames::One(frame) => {
+                ctx.text(frame);
+                1
+            }
+            Frames::Many(frames) => {
+                for frame in frames.iter() {
+                    ctx.text(frame.clone());
+                }
+                frames.len() as u64
+            }
         }
     }
 
@@ -369,9 +387,12 @@ impl ConnectionCore {
         };
         let mut batch = std::mem::take(&mut self.batch);
         outbox.take(&mut batch);
-        for frames in batch.drain(..) {
-            self.write(ctx, frames);
-        }
+        // One update of the shared counter per batch, not per frame.
+        let written: u64 = batch
+            .drain(..)
+            .map(|frames| Self::write_frames(ctx, frames))
+            .sum();
+        self.metrics.messages_out.inc_by(written);
         self.batch = batch;
     }
 

@@ -211,6 +211,8 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
             quiet_since = Instant::now();
         }
     }
+    // Read before the members leave: their departures are announced too.
+    let drops_after = broker_drops(&endpoints, args.raw).await;
     let _ = stop.send(true);
     let mut latency = latency_histogram();
     let mut delivered = 0u64;
@@ -220,7 +222,6 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
             let _ = latency.add(&histogram);
         }
     }
-    let drops_after = broker_drops(&endpoints, args.raw).await;
 
     let last = shared.last_receive.load(Ordering::Relaxed);
     let active =
