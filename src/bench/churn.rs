@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::client::{self, BenchError, Endpoints};
 use super::report::{latency_histogram, Report};
-use super::{progress, run_tag, Common, Proto};
+use super::{progress, rate_parameter, run_tag, run_until, Common, Proto, Secrets};
 
 /// `bench churn` options.
 #[derive(Args, Debug)]
@@ -28,12 +28,8 @@ pub struct ChurnArgs {
     /// The most cycles per second from all workers together; 0 = flat out.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// `auth.jwt_secret` of the broker, for `--protocol rooms`.
-    #[arg(long, env = "SWITCHBOARD_AUTH__JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// `concierge.secret` of the broker, if it sets one.
-    #[arg(long, env = "SWITCHBOARD_CONCIERGE__SECRET", hide_env_values = true)]
-    pub concierge_secret: Option<String>,
+    #[command(flatten)]
+    pub secrets: Secrets,
 }
 
 /// Where the visitors go: created once, before the loops start.
@@ -51,7 +47,7 @@ enum Venue {
 pub async fn run(common: &Common, args: ChurnArgs) -> Result<Report, BenchError> {
     let endpoints = Endpoints::parse(&common.url)?;
     let tag = run_tag();
-    let secret = args.concierge_secret.clone();
+    let secret = args.secrets.concierge_secret.clone();
     // The venue's owner, held open for the whole run.
     let (venue, owner) = match args.protocol {
         Proto::Chat => {
@@ -73,11 +69,7 @@ pub async fn run(common: &Common, args: ChurnArgs) -> Result<Report, BenchError>
             (Venue::Concierge { service }, ws)
         }
         Proto::Rooms => {
-            let secret = args.jwt_secret.clone().ok_or_else(|| {
-                BenchError::Usage(
-                    "--protocol rooms needs --jwt-secret (or SWITCHBOARD_AUTH__JWT_SECRET)".into(),
-                )
-            })?;
+            let secret = args.secrets.jwt()?;
             let mut owner =
                 client::rooms_connect(&endpoints, &secret, &format!("o{tag}"), None).await?;
             let room_id = owner.create_room(&format!("churn-{tag}")).await?;
@@ -131,11 +123,10 @@ pub async fn run(common: &Common, args: ChurnArgs) -> Result<Report, BenchError>
             times
         }));
     }
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        bar.set_position(started.elapsed().as_secs());
-        bar.set_message(format!("{} cycles", cycles.load(Ordering::Relaxed)));
-    }
+    run_until(&bar, deadline, || {
+        format!("{} cycles", cycles.load(Ordering::Relaxed))
+    })
+    .await;
     let mut times = latency_histogram();
     for task in tasks {
         if let Ok(h) = task.await {
@@ -153,14 +144,7 @@ pub async fn run(common: &Common, args: ChurnArgs) -> Result<Report, BenchError>
         .parameter("protocol", args.protocol.name())
         .parameter("url", common.url.clone())
         .parameter("workers", workers)
-        .parameter(
-            "rate",
-            if args.rate == 0 {
-                json!("flat out")
-            } else {
-                json!(args.rate)
-            },
-        )
+        .parameter("rate", rate_parameter(args.rate))
         .parameter("duration_s", common.duration.as_secs_f64());
     report
         .figure("cycles", done as f64, "cycle")

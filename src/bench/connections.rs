@@ -24,7 +24,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{self, BenchError, Endpoints, Ws};
-use super::{progress, run_tag, Common};
+use super::{progress, run_tag, Common, Secrets};
 
 /// `bench connections` options.
 #[derive(Args, Debug)]
@@ -41,12 +41,8 @@ pub struct ConnectionsArgs {
     /// What the connections are.
     #[arg(long, value_enum, default_value = "concierge")]
     pub protocol: Held,
-    /// `concierge.secret` of the broker, if it sets one.
-    #[arg(long, env = "SWITCHBOARD_CONCIERGE__SECRET", hide_env_values = true)]
-    pub concierge_secret: Option<String>,
-    /// `auth.jwt_secret` of the broker, for `--protocol rooms`.
-    #[arg(long, env = "SWITCHBOARD_AUTH__JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    #[command(flatten)]
+    pub secrets: Secrets,
 }
 
 /// The kind of connection held.
@@ -116,12 +112,8 @@ pub async fn run(
     let conns_before = client::metric(&before, "switchboard_connections").unwrap_or(0.0);
 
     let secret = match args.protocol {
-        Held::Concierge => args.concierge_secret.clone(),
-        Held::Rooms => Some(args.jwt_secret.clone().ok_or_else(|| {
-            BenchError::Usage(
-                "--protocol rooms needs --jwt-secret (or SWITCHBOARD_AUTH__JWT_SECRET)".into(),
-            )
-        })?),
+        Held::Concierge => args.secrets.concierge_secret.clone(),
+        Held::Rooms => Some(args.secrets.jwt()?),
         Held::Sessions => None,
     };
     let kind = args.protocol;

@@ -24,7 +24,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{self, BenchError, Endpoints, Ws};
 use super::report::{latency_histogram, Report};
-use super::{now_nanos, progress, run_tag, stamp_in, stamped_payload, Common, Proto};
+use super::{
+    drained, now_nanos, progress, rate_parameter, run_tag, run_until, stamp_in, stamped_payload,
+    Common, Proto, Secrets,
+};
 
 /// `bench fanout` options.
 #[derive(Args, Debug)]
@@ -53,12 +56,8 @@ pub struct FanoutArgs {
     /// Connections set up at once.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
-    /// `auth.jwt_secret` of the broker, for `--protocol rooms`.
-    #[arg(long, env = "SWITCHBOARD_AUTH__JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
-    /// `concierge.secret` of the broker, if it sets one.
-    #[arg(long, env = "SWITCHBOARD_CONCIERGE__SECRET", hide_env_values = true)]
-    pub concierge_secret: Option<String>,
+    #[command(flatten)]
+    pub secrets: Secrets,
 }
 
 /// How a sender wraps a payload into its protocol's frame.
@@ -180,14 +179,10 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
             ))
         })
         .collect();
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        bar.set_position(started.elapsed().as_secs());
-        bar.set_message(format!(
-            "{} delivered",
-            shared.received.load(Ordering::Relaxed)
-        ));
-    }
+    run_until(&bar, deadline, || {
+        format!("{} delivered", shared.received.load(Ordering::Relaxed))
+    })
+    .await;
     let mut send_errors = 0u64;
     for task in sending {
         if !matches!(task.await, Ok(Ok(()))) {
@@ -201,16 +196,7 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
     // nothing has arrived for a second.
     let sent = shared.sent.load(Ordering::Relaxed);
     let expected = sent * receivers;
-    let mut seen = shared.received.load(Ordering::Relaxed);
-    let mut quiet_since = Instant::now();
-    while seen < expected && quiet_since.elapsed() < Duration::from_secs(1) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = shared.received.load(Ordering::Relaxed);
-        if now != seen {
-            seen = now;
-            quiet_since = Instant::now();
-        }
-    }
+    drained(&shared.received, expected).await;
     // Read before the members leave: their departures are announced too.
     let drops_after = broker_drops(&endpoints, args.raw).await;
     let _ = stop.send(true);
@@ -234,14 +220,7 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
         .parameter("members", args.members)
         .parameter("senders", args.senders)
         .parameter("size", args.size)
-        .parameter(
-            "rate",
-            if args.rate == 0 {
-                json!("flat out")
-            } else {
-                json!(args.rate)
-            },
-        )
+        .parameter("rate", rate_parameter(args.rate))
         .parameter("window", args.window)
         .parameter("duration_s", common.duration.as_secs_f64());
     report
@@ -529,7 +508,7 @@ async fn concierge_group(
     members: &Members,
 ) -> Result<Group, BenchError> {
     let tag = run_tag();
-    let secret = args.concierge_secret.as_deref();
+    let secret = args.secrets.concierge_secret.as_deref();
     let tag = &tag;
     let services: Vec<String> = (0..args.senders)
         .map(|i| format!("bench{tag}{i}"))
@@ -575,11 +554,7 @@ async fn rooms_group(
     args: &FanoutArgs,
     members: &Members,
 ) -> Result<Group, BenchError> {
-    let secret = args.jwt_secret.clone().ok_or_else(|| {
-        BenchError::Usage(
-            "--protocol rooms needs --jwt-secret (or SWITCHBOARD_AUTH__JWT_SECRET)".into(),
-        )
-    })?;
+    let secret = args.secrets.jwt()?;
     let tag = run_tag();
     let mut admin = client::rooms_connect(endpoints, &secret, &format!("s{tag}0"), None).await?;
     let room = admin.create_room(&format!("bench-{tag}")).await?;

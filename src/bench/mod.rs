@@ -66,6 +66,64 @@ pub enum Scenario {
     Sessions(sessions::SessionsArgs),
 }
 
+/// The broker's secrets a scenario may need (flags or the broker's own
+/// environment variables).
+#[derive(Args, Debug, Clone)]
+pub struct Secrets {
+    /// `auth.jwt_secret` of the broker, for `--protocol rooms`.
+    #[arg(long, env = "SWITCHBOARD_AUTH__JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// `concierge.secret` of the broker, if it sets one.
+    #[arg(long, env = "SWITCHBOARD_CONCIERGE__SECRET", hide_env_values = true)]
+    pub concierge_secret: Option<String>,
+}
+
+impl Secrets {
+    /// The JWT secret, or the error that says how to give it.
+    pub fn jwt(&self) -> Result<String, BenchError> {
+        self.jwt_secret.clone().ok_or_else(|| {
+            BenchError::Usage(
+                "--protocol rooms needs --jwt-secret (or SWITCHBOARD_AUTH__JWT_SECRET)".into(),
+            )
+        })
+    }
+}
+
+/// A `--rate` as a report parameter: 0 means flat out.
+pub fn rate_parameter(rate: u64) -> serde_json::Value {
+    if rate == 0 {
+        serde_json::json!("flat out")
+    } else {
+        serde_json::json!(rate)
+    }
+}
+
+/// Shows progress until `deadline`: elapsed seconds and `status()`.
+pub async fn run_until(bar: &ProgressBar, deadline: Instant, status: impl Fn() -> String) {
+    let started = Instant::now();
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        bar.set_position(started.elapsed().as_secs());
+        bar.set_message(status());
+    }
+}
+
+/// Waits until `count` reaches `expected` or has not moved for a second:
+/// the drain after the senders stop.
+pub async fn drained(count: &std::sync::atomic::AtomicU64, expected: u64) {
+    use std::sync::atomic::Ordering;
+    let mut seen = count.load(Ordering::Relaxed);
+    let mut quiet_since = Instant::now();
+    while seen < expected && quiet_since.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = count.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            quiet_since = Instant::now();
+        }
+    }
+}
+
 /// The protocol a scenario drives.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::client::{self, BenchError, Endpoints, Ws};
 use super::report::{latency_histogram, Report};
-use super::{now_nanos, progress, run_tag, stamp_in, Common};
+use super::{drained, now_nanos, progress, rate_parameter, run_tag, run_until, stamp_in, Common};
 
 /// `bench sessions` options.
 #[derive(Args, Debug)]
@@ -91,14 +91,10 @@ pub async fn run(common: &Common, args: SessionsArgs) -> Result<Report, BenchErr
             })
         })
         .collect();
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        bar.set_position(started.elapsed().as_secs());
-        bar.set_message(format!(
-            "{} updates delivered",
-            received.load(Ordering::Relaxed)
-        ));
-    }
+    run_until(&bar, deadline, || {
+        format!("{} updates delivered", received.load(Ordering::Relaxed))
+    })
+    .await;
     let host_time = started.elapsed();
     halt.store(true, Ordering::Relaxed);
     for thread in host_threads {
@@ -108,16 +104,7 @@ pub async fn run(common: &Common, args: SessionsArgs) -> Result<Report, BenchErr
 
     let updates = sent.load(Ordering::Relaxed);
     let expected = updates * args.watchers as u64;
-    let mut seen = received.load(Ordering::Relaxed);
-    let mut quiet_since = Instant::now();
-    while seen < expected && quiet_since.elapsed() < Duration::from_secs(1) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = received.load(Ordering::Relaxed);
-        if now != seen {
-            seen = now;
-            quiet_since = Instant::now();
-        }
-    }
+    drained(&received, expected).await;
     let elapsed = started.elapsed();
     let _ = stop.send(true);
     let mut latency = latency_histogram();
@@ -137,14 +124,7 @@ pub async fn run(common: &Common, args: SessionsArgs) -> Result<Report, BenchErr
         .parameter("url", common.url.clone())
         .parameter("watchers", args.watchers)
         .parameter("hosts", hosts)
-        .parameter(
-            "rate",
-            if args.rate == 0 {
-                json!("flat out")
-            } else {
-                json!(args.rate)
-            },
-        )
+        .parameter("rate", rate_parameter(args.rate))
         .parameter("duration_s", common.duration.as_secs_f64());
     report
         .figure("updates sent", updates as f64, "update")
