@@ -45,15 +45,10 @@ impl ListingDirectory {
     }
 
     /// Starts a supervised listing actor on the pool.
-    fn spawn(
-        &self,
-        session: Session,
-        registry: Addr<Registry>,
-        announce: bool,
-    ) -> Addr<SessionListing> {
+    fn spawn(&self, session: Session, registry: Addr<Registry>) -> Addr<SessionListing> {
         let (epoch, ttl, feed) = (self.epoch, self.settings.ttl, self.feed.clone());
         Supervisor::start_in_arbiter(&self.pool.next(), move |_| {
-            SessionListing::new(session, epoch, ttl, feed, registry, announce)
+            SessionListing::new(session, epoch, ttl, feed, registry)
         })
     }
 
@@ -89,7 +84,12 @@ impl Handler<UpsertListing> for Registry {
         if let Some(addr) = self.listings.live(&session.session_id) {
             return MessageResult(Upsert::Existing(addr.clone()));
         }
-        let addr = self.listings.spawn(session.clone(), ctx.address(), true);
+        // Announced here, before the host hears 201: a watcher that connects
+        // on that answer finds the session in its snapshot.
+        self.listings
+            .feed
+            .do_send(SessionListing::announcement(self.listings.epoch, &session));
+        let addr = self.listings.spawn(session.clone(), ctx.address());
         self.listings
             .listings
             .insert(session.session_id.clone(), addr);
@@ -171,7 +171,7 @@ impl Handler<Resync> for Registry {
         for session in sessions {
             let id = session.session_id.clone();
             frames.insert(id.clone(), SessionListing::add_frame(dir.epoch, &session));
-            let addr = dir.spawn(session, ctx.address(), false);
+            let addr = dir.spawn(session, ctx.address());
             dir.listings.insert(id, addr);
         }
         dir.feed.do_send(Reset {

@@ -38,22 +38,21 @@ pub struct SessionListing {
     feed: Addr<SessionFeed>,
     registry: Addr<Registry>,
     expiry: Option<SpawnHandle>,
-    announced: bool,
     unlisted: bool,
     _alive: ActorGauge,
 }
 
 impl SessionListing {
-    /// A listing of `session` in `epoch`. `announce` says whether it
-    /// publishes its `add` when it starts (a resync announces all listings
-    /// in one batch instead).
+    /// A listing of `session` in `epoch`. It does not announce itself:
+    /// whoever creates it has already queued its `add` with the feed (see
+    /// [`announcement`](Self::announcement)), so the host's answer can never
+    /// overtake it.
     pub(crate) fn new(
         session: Session,
         epoch: Epoch,
         ttl: Duration,
         feed: Addr<SessionFeed>,
         registry: Addr<Registry>,
-        announce: bool,
     ) -> Self {
         SessionListing {
             session,
@@ -62,9 +61,20 @@ impl SessionListing {
             feed,
             registry,
             expiry: None,
-            announced: !announce,
             unlisted: false,
             _alive: ActorGauge::new(ActorKind::SessionListing),
+        }
+    }
+
+    /// What tells the feed that `session` is listed: its `add`, broadcast
+    /// and kept for new watchers' snapshots.
+    pub(crate) fn announcement(epoch: Epoch, session: &Session) -> Publish {
+        let add = Self::add_frame(epoch, session);
+        Publish {
+            epoch,
+            session_id: session.session_id.clone(),
+            frames: vec![add.clone()],
+            state: ListingState::Listed(add),
         }
     }
 
@@ -143,13 +153,6 @@ impl Actor for SessionListing {
     fn started(&mut self, ctx: &mut Self::Context) {
         if self.unlisted {
             return;
-        }
-        if !self.announced {
-            self.announced = true;
-            self.publish(vec![ServerMessage::Add {
-                epoch: self.epoch,
-                session: self.session.clone(),
-            }]);
         }
         self.arm_expiry(ctx);
     }
