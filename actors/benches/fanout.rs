@@ -58,19 +58,14 @@ impl Handler<Disconnect> for Sink {
 }
 
 fn sink(id: ConnId, frames: Arc<AtomicU64>) -> MemberHandle {
-    let outbox = std::cell::OnceCell::new();
-    let addr = Sink::create(|ctx| {
-        let o = Outbox::new(1_000_000, ctx.address().recipient());
-        let _ = outbox.set(o.clone());
-        Sink {
-            outbox: o,
-            batch: VecDeque::new(),
-            frames,
-        }
+    let (addr, outbox) = Outbox::create(1_000_000, |outbox| Sink {
+        outbox,
+        batch: VecDeque::new(),
+        frames,
     });
     MemberHandle {
         id,
-        deliver: outbox.into_inner().expect("set while creating"),
+        deliver: outbox,
         disconnect: addr.recipient(),
     }
 }

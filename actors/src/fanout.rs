@@ -199,19 +199,14 @@ mod tests {
         let frames = Arc::new(Mutex::new(Vec::new()));
         let closed = Arc::new(Mutex::new(None));
         let (f, c) = (frames.clone(), closed.clone());
-        let outbox = std::cell::OnceCell::new();
-        let addr = Recorder::create(|ctx| {
-            let o = Outbox::new(1, ctx.address().recipient());
-            let _ = outbox.set(o.clone());
-            Recorder {
-                outbox: o,
-                frames: f,
-                closed: c,
-            }
+        let (addr, outbox) = Outbox::create(1, |outbox| Recorder {
+            outbox,
+            frames: f,
+            closed: c,
         });
         let handle = MemberHandle {
             id,
-            deliver: outbox.into_inner().expect("set while creating"),
+            deliver: outbox,
             disconnect: addr.recipient(),
         };
         (handle, (frames, closed))

@@ -67,6 +67,22 @@ impl Outbox {
         }
     }
 
+    /// Starts an actor that owns a new outbox of `capacity` (rung through
+    /// its own address) and returns both; for members that are not
+    /// WebSocket connections (tests, benchmarks).
+    pub fn create<A>(capacity: usize, make: impl FnOnce(Outbox) -> A) -> (Addr<A>, Outbox)
+    where
+        A: Actor<Context = Context<A>> + Handler<Flush>,
+    {
+        let mut outbox = None;
+        let addr = A::create(|ctx| {
+            let o = Outbox::new(capacity, ctx.address().recipient());
+            outbox = Some(o.clone());
+            make(o)
+        });
+        (addr, outbox.expect("set while the actor was created"))
+    }
+
     /// Queues `msg` without waiting: `Full` when the connection is
     /// `capacity` deliveries behind, `Closed` when it is gone.
     pub fn try_send(&self, msg: Deliver) -> Result<(), SendError<Deliver>> {

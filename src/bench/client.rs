@@ -423,9 +423,22 @@ pub fn scrape(http: &str) -> Result<String, BenchError> {
 /// Fetches `/metrics` from async code.
 pub async fn scrape_async(http: &str) -> Result<String, BenchError> {
     let http = http.to_owned();
-    tokio::task::spawn_blocking(move || scrape(&http))
+    blocking(move || scrape(&http)).await
+}
+
+/// Runs a blocking HTTP call off the async workers; an HTTP error, like a
+/// task that could not run, is [`BenchError::Http`].
+pub async fn blocking<T, E>(
+    call: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, BenchError>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    tokio::task::spawn_blocking(call)
         .await
         .map_err(|e| BenchError::Http(e.to_string()))?
+        .map_err(|e| BenchError::Http(e.to_string()))
 }
 
 /// A keep-alive HTTP client whose error statuses are values, not errors.

@@ -77,18 +77,14 @@ pub async fn run(common: &Common, args: SessionsArgs) -> Result<Report, BenchErr
     let bar = progress(common, "sessions");
     let started = Instant::now();
     let deadline = started + common.duration;
-    let sent = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let halt = Arc::new(AtomicBool::new(false));
+    let hosting = Arc::new(Hosting::default());
     let per_host = args.rate as f64 / hosts as f64;
     let host_threads: Vec<_> = sessions
         .iter()
         .map(|id| {
             let (http, key, id) = (endpoints.http.clone(), args.api_key.clone(), id.clone());
-            let (sent, failed, halt) = (sent.clone(), failed.clone(), halt.clone());
-            std::thread::spawn(move || {
-                host(&http, &key, &id, per_host, deadline, &sent, &failed, &halt)
-            })
+            let hosting = hosting.clone();
+            std::thread::spawn(move || host(&http, &key, &id, per_host, deadline, &hosting))
         })
         .collect();
     run_until(&bar, deadline, || {
@@ -96,13 +92,13 @@ pub async fn run(common: &Common, args: SessionsArgs) -> Result<Report, BenchErr
     })
     .await;
     let host_time = started.elapsed();
-    halt.store(true, Ordering::Relaxed);
+    hosting.halt.store(true, Ordering::Relaxed);
     for thread in host_threads {
         let _ = thread.join();
     }
     bar.finish_and_clear();
 
-    let updates = sent.load(Ordering::Relaxed);
+    let updates = hosting.sent.load(Ordering::Relaxed);
     let expected = updates * args.watchers as u64;
     drained(&received, expected).await;
     let elapsed = started.elapsed();
@@ -135,7 +131,7 @@ pub async fn run(common: &Common, args: SessionsArgs) -> Result<Report, BenchErr
         )
         .figure(
             "failed updates",
-            failed.load(Ordering::Relaxed) as f64,
+            hosting.failed.load(Ordering::Relaxed) as f64,
             "update",
         )
         .figure("deliveries", delivered as f64, "msg")
@@ -189,24 +185,22 @@ async fn watch_list(
     (count, latency)
 }
 
+/// What the host threads share: their counts and the order to stop.
+#[derive(Default)]
+struct Hosting {
+    sent: AtomicU64,
+    failed: AtomicU64,
+    halt: AtomicBool,
+}
+
 /// One host thread: PATCHes its session's name (carrying the send time)
 /// at `per_second`, or back to back when it is 0.
-#[allow(clippy::too_many_arguments)]
-fn host(
-    http: &str,
-    key: &str,
-    id: &str,
-    per_second: f64,
-    deadline: Instant,
-    sent: &AtomicU64,
-    failed: &AtomicU64,
-    halt: &AtomicBool,
-) {
+fn host(http: &str, key: &str, id: &str, per_second: f64, deadline: Instant, hosting: &Hosting) {
     let agent = client::http_agent();
     let url = format!("{http}/api/sessions/{id}");
     let started = Instant::now();
     let mut done = 0u64;
-    while Instant::now() < deadline && !halt.load(Ordering::Relaxed) {
+    while Instant::now() < deadline && !hosting.halt.load(Ordering::Relaxed) {
         if per_second > 0.0 {
             let next = started + Duration::from_secs_f64(done as f64 / per_second);
             if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -221,9 +215,9 @@ fn host(
             .send(body.as_str())
             .is_ok_and(|r| r.status().is_success());
         if ok {
-            sent.fetch_add(1, Ordering::Relaxed);
+            hosting.sent.fetch_add(1, Ordering::Relaxed);
         } else {
-            failed.fetch_add(1, Ordering::Relaxed);
+            hosting.failed.fetch_add(1, Ordering::Relaxed);
         }
         done += 1;
     }
@@ -238,7 +232,7 @@ async fn put_session(http: &str, key: &str, id: &str) -> Result<(), BenchError> 
     })
     .to_string();
     let (url, key) = (format!("{http}/api/sessions/{id}"), key.to_owned());
-    let status = tokio::task::spawn_blocking(move || {
+    let status = client::blocking(move || {
         client::http_agent()
             .put(&url)
             .header("authorization", &format!("Bearer {key}"))
@@ -246,9 +240,7 @@ async fn put_session(http: &str, key: &str, id: &str) -> Result<(), BenchError> 
             .send(body.as_str())
             .map(|r| r.status().as_u16())
     })
-    .await
-    .map_err(|e| BenchError::Http(e.to_string()))?
-    .map_err(|e| BenchError::Http(e.to_string()))?;
+    .await?;
     if status == 200 || status == 201 {
         Ok(())
     } else {
@@ -260,7 +252,7 @@ async fn put_session(http: &str, key: &str, id: &str) -> Result<(), BenchError> 
 
 async fn delete_session(http: &str, key: &str, id: &str) -> Result<(), BenchError> {
     let (url, key) = (format!("{http}/api/sessions/{id}"), key.to_owned());
-    tokio::task::spawn_blocking(move || {
+    client::blocking(move || {
         client::http_agent()
             .delete(&url)
             .header("authorization", &format!("Bearer {key}"))
@@ -268,6 +260,4 @@ async fn delete_session(http: &str, key: &str, id: &str) -> Result<(), BenchErro
             .map(drop)
     })
     .await
-    .map_err(|e| BenchError::Http(e.to_string()))?
-    .map_err(|e| BenchError::Http(e.to_string()))
 }
