@@ -63,6 +63,18 @@ pub struct ServerConfig {
     /// How long to drain on SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// PEM certificate chain; with `tls_key`, the listener speaks TLS only
+    /// (https and wss).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Origins (`scheme://host[:port]`) whose browser pages may open
+    /// WebSockets and call the HTTP APIs. Empty: any origin. A request with
+    /// no `Origin` header is not from a browser page and is never refused.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `[storage]`: where state is kept.
@@ -330,9 +342,18 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        let config: Config = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
-            .extract()?;
+        Self::extract(figment.merge(Env::prefixed(ENV_PREFIX).split("__")))
+    }
+
+    /// Loads the default with `text` (a config file's contents) on top, and
+    /// no environment: what `load` does with a file, for callers that hold
+    /// the text (the config fuzz target among them).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::extract(Figment::from(Toml::string(DEFAULT_CONFIG)).merge(Toml::string(text)))
+    }
+
+    fn extract(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract()?;
         config.validate()?;
         Ok(config)
     }
@@ -354,6 +375,24 @@ impl Config {
         }
         if self.server.workers == Some(0) {
             return Err(invalid("server.workers", "must be greater than 0"));
+        }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => return Err(invalid("server.tls_key", "required with tls_cert")),
+            (None, Some(_)) => return Err(invalid("server.tls_cert", "required with tls_key")),
+            _ => {}
+        }
+        for origin in &self.server.allowed_origins {
+            let valid = ["http://", "https://"].iter().any(|scheme| {
+                origin
+                    .strip_prefix(scheme)
+                    .is_some_and(|host| !host.is_empty() && !host.contains('/'))
+            });
+            if !valid {
+                return Err(invalid(
+                    "server.allowed_origins",
+                    &format!("`{origin}` is not an origin like https://example.com[:port]"),
+                ));
+            }
         }
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path", "must not be empty"));
