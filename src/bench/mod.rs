@@ -16,6 +16,7 @@ pub mod connections;
 pub mod fanout;
 pub mod report;
 pub mod sessions;
+pub mod soak;
 
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -64,6 +65,8 @@ pub enum Scenario {
     Churn(churn::ChurnArgs),
     /// Session-list watchers while a host pushes updates over HTTP.
     Sessions(sessions::SessionsArgs),
+    /// Every protocol at once for a long time; is memory flat after warm-up?
+    Soak(soak::SoakArgs),
 }
 
 /// The broker's secrets a scenario may need (flags or the broker's own
@@ -165,6 +168,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
             Scenario::Connections(a) => connections::run(&common, a).await,
             Scenario::Churn(a) => churn::run(&common, a).await,
             Scenario::Sessions(a) => sessions::run(&common, a).await,
+            Scenario::Soak(a) => soak::run(&common, a).await,
         }
     });
     // Idle connections still held by tasks must not delay the exit.
