@@ -696,3 +696,62 @@ async fn a_client_over_the_rate_limit_is_refused_then_closed() {
     }
     assert_eq!(p.ws.recv_close().await.code, 1008);
 }
+
+/// The next sequenced frame (a reply), skipping the broadcasts before it.
+async fn reply(peer: &mut Peer) -> Value {
+    loop {
+        let frame = peer.ws.recv_json().await;
+        if frame.get("seq").is_some() {
+            return frame;
+        }
+    }
+}
+
+/// Sends `payload` and returns the reply's type and `successful` flag.
+async fn ask(peer: &mut Peer, payload: Value) -> (String, Value) {
+    peer.send(payload).await;
+    let got = reply(peer).await;
+    (
+        got["type"].as_str().unwrap().to_owned(),
+        got["successful"].clone(),
+    )
+}
+
+#[actix_rt::test]
+async fn a_client_holding_too_many_services_gets_bad() {
+    let broker = Broker::with(Options::default().env("LIMITS__MAX_ROOMS_PER_CLIENT", "2"));
+    let mut peers = identify_all(&broker, &["owner", "sub"]).await;
+    let [owner, sub] = &mut peers[..] else {
+        unreachable!()
+    };
+    let ok = |kind: &str| (kind.to_owned(), json!(true));
+    let bad = ("BAD".to_owned(), Value::Null);
+
+    for name in ["a", "b"] {
+        let created = ask(owner, json!({"type": "SERVICE_CREATE", "service": name})).await;
+        assert_eq!(created, ok("SERVICE_CREATE_RESULT"));
+        let subscribed = ask(sub, json!({"type": "SELF_SUBSCRIBE", "service": name})).await;
+        assert_eq!(subscribed, ok("SELF_SUBSCRIBE_RESULT"));
+    }
+    // Owning two, or subscribing to two, is the limit.
+    assert_eq!(
+        ask(owner, json!({"type": "SERVICE_CREATE", "service": "c"})).await,
+        bad
+    );
+    assert_eq!(
+        ask(sub, json!({"type": "SERVICE_CREATE", "service": "c"})).await,
+        bad
+    );
+    // A service one owns and subscribes to counts once.
+    let own = ask(owner, json!({"type": "SELF_SUBSCRIBE", "service": "a"})).await;
+    assert_eq!(own, ok("SELF_SUBSCRIBE_RESULT"));
+    // Letting one go frees a slot; the connection was never closed.
+    let left = ask(sub, json!({"type": "SELF_UNSUBSCRIBE", "service": "b"})).await;
+    assert_eq!(left, ok("SELF_UNSUBSCRIBE_RESULT"));
+    let created = ask(sub, json!({"type": "SERVICE_CREATE", "service": "c"})).await;
+    assert_eq!(created, ok("SERVICE_CREATE_RESULT"));
+    assert_eq!(
+        ask(sub, json!({"type": "SELF_SUBSCRIBE", "service": "b"})).await,
+        bad
+    );
+}

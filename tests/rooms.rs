@@ -403,3 +403,49 @@ async fn the_http_api_lists_and_creates_rooms() {
         json!({"rooms": [{"room_id": room, "name": "ops", "closed": true, "members": ["bob"]}]})
     );
 }
+
+#[actix_rt::test]
+async fn a_client_in_too_many_rooms_is_refused_until_a_room_lets_it_go() {
+    let broker = Broker::with(options().env("LIMITS__MAX_ROOMS_PER_CLIENT", "2"));
+    let mut alice = User::connect(&broker, "alice").await;
+    let mut bob = User::connect(&broker, "bob").await;
+    let first = alice.create("one", false).await;
+    let second = alice.create("two", false).await;
+    let third = bob.create("three", false).await;
+
+    // Two rooms held: a third, created or entered, is refused.
+    alice
+        .send(json!({"type": "create", "name": "four", "closed": false}))
+        .await;
+    alice
+        .expect_error("you are in too many rooms: at most 2 at once")
+        .await;
+    alice.send(json!({"type": "enter", "room_id": third})).await;
+    alice
+        .expect_error("you are in too many rooms: at most 2 at once")
+        .await;
+    // The connection stays usable in the rooms it holds.
+    alice
+        .send(json!({"type": "message", "content": "still here", "room_id": first}))
+        .await;
+    assert_eq!(alice.ws.recv_json().await["content"], "still here");
+
+    // Leaving one frees a slot.
+    alice.send(json!({"type": "exit", "room_id": second})).await;
+    alice.expect(exit("alice", &second)).await;
+    alice.send(json!({"type": "enter", "room_id": third})).await;
+    alice.expect(enter("alice", &third)).await;
+    bob.expect(enter("alice", &third)).await;
+
+    // So does being kicked: the room that let her go no longer counts.
+    bob.send(json!({"type": "kick", "user_id": "alice", "room_id": third, "permanent": false}))
+        .await;
+    alice
+        .expect(json!({"type": "kick", "room_id": third, "message": null, "permanent": false}))
+        .await;
+    bob.expect(exit("alice", &third)).await;
+    alice
+        .send(json!({"type": "enter", "room_id": second}))
+        .await;
+    alice.expect(enter("alice", &second)).await;
+}

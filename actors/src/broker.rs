@@ -94,6 +94,7 @@ impl Broker {
             concierge_lobby.clone(),
             Arc::clone(&pool),
             evict_after,
+            settings.limits.max_rooms_per_client,
             settings.concierge.files_dir.clone(),
         );
         let chat_lobby = Supervisor::start_in_arbiter(&pool.next(), move |_| {

@@ -245,6 +245,11 @@ impl ConnectionCore {
         self
     }
 
+    /// The limits this connection runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.id

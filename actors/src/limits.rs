@@ -30,6 +30,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Open WebSocket connections per peer IP address; over it an upgrade answers 503.
     pub max_connections_per_ip: usize,
+    /// Rooms and services one connection may hold at once: permissioned
+    /// rooms entered, concierge services owned plus subscribed. Over it the
+    /// request is refused with the protocol's error; the connection stays.
+    pub max_rooms_per_client: usize,
     /// How often the server sends a WebSocket ping.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -64,6 +68,10 @@ impl Limits {
                 self.max_connections_per_ip as u64,
             ),
             ("limits.max_frame_size", self.max_frame_size.as_u64()),
+            (
+                "limits.max_rooms_per_client",
+                self.max_rooms_per_client as u64,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

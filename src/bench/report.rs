@@ -68,8 +68,16 @@ impl Report {
     /// Copies the figures of `part` named in `names` (those it has), each
     /// prefixed with `prefix`: how a combined run reports its parts.
     pub fn include(&mut self, prefix: &str, part: &Report, names: &[&str]) -> &mut Self {
-        for figure in part.figures.iter().filter(|f| names.contains(&f.name.as_str())) {
-            self.figure(&format!("{prefix} {}", figure.name), figure.value, figure.unit);
+        for figure in part
+            .figures
+            .iter()
+            .filter(|f| names.contains(&f.name.as_str()))
+        {
+            self.figure(
+                &format!("{prefix} {}", figure.name),
+                figure.value,
+                figure.unit,
+            );
         }
         self
     }

@@ -106,7 +106,10 @@ pub async fn run(common: &Common, args: SoakArgs) -> Result<Report, BenchError> 
         secrets: args.secrets.clone(),
     };
     let mut parts: Vec<(&str, PartRun)> = vec![
-        ("chat", Box::pin(fanout::run(&quiet, fanout_of(Proto::Chat)))),
+        (
+            "chat",
+            Box::pin(fanout::run(&quiet, fanout_of(Proto::Chat))),
+        ),
         (
             "concierge",
             Box::pin(fanout::run(&quiet, fanout_of(Proto::Concierge))),

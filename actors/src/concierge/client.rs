@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use super::directory::{
     ClientRef, Creation, DeleteRefused, DeleteService, FetchClient, FetchClients, FetchService,
-    FetchServices, FindClient, FindService, Identify, Leave, NameTaken, Subscription, Welcome,
+    FetchServices, FindClient, FindService, Identify, Leave, NameTaken, Subscription,
+    SubscriptionRefused, Welcome,
 };
 use super::service::{Publish, PublishRefused};
 use super::wire::{
@@ -297,6 +298,7 @@ impl ConciergeClient {
                         service: &info,
                     }
                     .encode(s),
+                    Some(Creation::TooMany) => PayloadOut::Bad.encode(s),
                     None => PayloadOut::ErrorInternal {
                         desc: "client not identified",
                     }
@@ -354,7 +356,10 @@ impl ConciergeClient {
                 service: &info,
             }
             .encode(s),
-            Err(_) => PayloadOut::InvalidService { service: &service }.encode(s),
+            Err(SubscriptionRefused::TooMany) => PayloadOut::Bad.encode(s),
+            Err(SubscriptionRefused::NoSuchService) => {
+                PayloadOut::InvalidService { service: &service }.encode(s)
+            }
         });
     }
 

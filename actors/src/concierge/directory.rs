@@ -33,6 +33,8 @@ pub struct ConciergeDirectory {
     lobby: Addr<Lobby>,
     pool: Arc<ArbiterPool>,
     evict_after: u32,
+    /// `limits.max_rooms_per_client`: services one client may own plus subscribe to.
+    max_services: usize,
     files_dir: PathBuf,
 }
 
@@ -44,6 +46,13 @@ struct ClientEntry {
     member: MemberHandle,
     subscriptions: BTreeSet<String>,
     owned: BTreeSet<String>,
+}
+
+impl ClientEntry {
+    /// Services the client owns or subscribes to (one owned and subscribed counts once).
+    fn holds(&self) -> usize {
+        self.owned.len() + self.subscriptions.difference(&self.owned).count()
+    }
 }
 
 struct ServiceEntry {
@@ -58,9 +67,11 @@ impl ConciergeDirectory {
         lobby: Addr<Lobby>,
         pool: Arc<ArbiterPool>,
         evict_after: u32,
+        max_services: usize,
         files_dir: PathBuf,
     ) -> Self {
         ConciergeDirectory {
+            max_services,
             clients: HashMap::new(),
             names: BTreeMap::new(),
             leaving: HashSet::new(),
@@ -267,6 +278,8 @@ pub enum Creation {
     Created(ServiceInfo),
     /// A service of that name exists already.
     Exists(ServiceInfo),
+    /// The client holds `limits.max_rooms_per_client` services already (BAD).
+    TooMany,
 }
 
 /// Creates a service owned by the sender.
@@ -289,6 +302,9 @@ impl Handler<CreateService> for Registry {
             return Some(Creation::Exists(existing.info.clone()));
         }
         let owner = dir.clients.get_mut(&msg.owner)?;
+        if owner.holds() >= dir.max_services {
+            return Some(Creation::TooMany);
+        }
         let info = ServiceInfo {
             name: msg.name,
             nickname: msg.nickname,
@@ -356,15 +372,21 @@ impl Handler<DeleteService> for Registry {
     }
 }
 
-/// No service of that name (INVALID_SERVICE).
+/// Why a SELF_SUBSCRIBE / SELF_UNSUBSCRIBE was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no such service")]
-pub struct NoSuchService;
+pub enum SubscriptionRefused {
+    /// No service of that name (INVALID_SERVICE).
+    #[error("no such service")]
+    NoSuchService,
+    /// The client holds `limits.max_rooms_per_client` services already (BAD).
+    #[error("too many services")]
+    TooMany,
+}
 
 /// Subscribes (`subscribe: true`) or unsubscribes a client. Answers whether
 /// anything changed (the `successful` flag) and the service's info after.
 #[derive(Message)]
-#[rtype(result = "Result<(bool, ServiceInfo), NoSuchService>")]
+#[rtype(result = "Result<(bool, ServiceInfo), SubscriptionRefused>")]
 pub struct Subscription {
     /// The client.
     pub uuid: Uuid,
@@ -375,11 +397,22 @@ pub struct Subscription {
 }
 
 impl Handler<Subscription> for Registry {
-    type Result = Result<(bool, ServiceInfo), NoSuchService>;
+    type Result = Result<(bool, ServiceInfo), SubscriptionRefused>;
     fn handle(&mut self, msg: Subscription, _: &mut Self::Context) -> Self::Result {
         let dir = &mut self.concierge;
-        let service = dir.services.get_mut(&msg.service).ok_or(NoSuchService)?;
-        let client = dir.clients.get_mut(&msg.uuid).ok_or(NoSuchService)?;
+        let service = dir
+            .services
+            .get_mut(&msg.service)
+            .ok_or(SubscriptionRefused::NoSuchService)?;
+        let client = dir
+            .clients
+            .get_mut(&msg.uuid)
+            .ok_or(SubscriptionRefused::NoSuchService)?;
+        let adds_one =
+            !client.subscriptions.contains(&msg.service) && !client.owned.contains(&msg.service);
+        if msg.subscribe && adds_one && client.holds() >= dir.max_services {
+            return Err(SubscriptionRefused::TooMany);
+        }
         let changed = if msg.subscribe {
             client.subscriptions.insert(msg.service.clone())
         } else {

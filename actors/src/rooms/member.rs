@@ -15,7 +15,7 @@ use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
 use uuid::Uuid;
 
 use super::directory::{CreateRoom, FindRoom, NotifyUser, UserOffline, UserOnline};
-use super::room::{Enter, Exit, Invite, Kick, MarkRead, Room, Say};
+use super::room::{Enter, Exit, Invite, IsMember, Kick, MarkRead, Room, Say};
 use super::wire::{Command, Event};
 use super::{Refusal, RoomsSettings};
 use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
@@ -112,6 +112,32 @@ impl RoomsClient {
         );
     }
 
+    /// Resolves when this connection may enter one more room: it holds
+    /// fewer than `limits.max_rooms_per_client`, counting only the rooms
+    /// that still have it (a kick or a slow-consumer removal leaves an
+    /// entry here that the room no longer knows of).
+    fn room_slots(&self) -> impl std::future::Future<Output = Result<(), Refusal>> {
+        let (conn, limit) = (self.core.id(), self.core.limits().max_rooms_per_client);
+        let held: Vec<Addr<Room>> = if self.entered.len() >= limit {
+            self.entered.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        async move {
+            let mut still_in = 0;
+            for room in held {
+                if room.send(IsMember(conn)).await.unwrap_or(false) {
+                    still_in += 1;
+                }
+            }
+            if still_in >= limit {
+                Err(Refusal::TooManyRooms(limit))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
     fn command(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
         let command = match Command::decode(text) {
             Ok(command) => command,
@@ -156,7 +182,9 @@ impl RoomsClient {
                     admins: vec![user.clone()],
                 };
                 let registry = self.registry.clone();
+                let slots = self.room_slots();
                 let work = async move {
+                    slots.await?;
                     let (room_id, room) = registry.send(create).await.map_err(failed)?;
                     room.send(Enter { member, user }).await.map_err(failed)??;
                     Ok((room_id, room))
@@ -183,7 +211,9 @@ impl RoomsClient {
                 ));
             }
             Command::Enter { room_id, .. } => {
+                let slots = self.room_slots();
                 let work = async move {
+                    slots.await?;
                     let room = find(room_id).await?;
                     room.send(Enter { member, user }).await.map_err(failed)??;
                     Ok(room)

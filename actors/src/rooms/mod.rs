@@ -109,4 +109,7 @@ pub enum Refusal {
     /// The store could not reserve message ids.
     #[error("internal error")]
     Internal,
+    /// The connection is in `limits.max_rooms_per_client` rooms already.
+    #[error("you are in too many rooms: at most {0} at once")]
+    TooManyRooms(usize),
 }

@@ -398,3 +398,16 @@ impl Handler<RoomInfo> for Room {
         })
     }
 }
+
+/// Whether a connection is (still) in the room: how a member at its room
+/// limit learns which of its rooms have dropped it (kick, slow consumer).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsMember(pub ConnId);
+
+impl Handler<IsMember> for Room {
+    type Result = bool;
+    fn handle(&mut self, IsMember(conn): IsMember, _: &mut Self::Context) -> bool {
+        self.present.contains_key(&conn)
+    }
+}
