@@ -435,3 +435,19 @@ async fn broken_and_oversized_json_bodies_are_refused() {
         "nothing was listed"
     );
 }
+
+#[actix_rt::test]
+async fn upgrades_over_the_total_cap_get_503_whatever_the_protocol() {
+    let broker = Broker::with(Options::default().env("LIMITS__MAX_CONNECTIONS", "2"));
+    let _a = WsClient::connect(&broker.ws_url("/sessions")).await;
+    let _b = WsClient::connect(&broker.ws_url("/chat/ws")).await;
+    for path in ["/sessions", "/chat/ws", "/concierge"] {
+        match WsClient::try_connect(&broker.ws_url(path)).await {
+            Err(awc::error::WsClientError::InvalidResponseStatus(s)) => {
+                assert_eq!(s.as_u16(), 503, "{path}")
+            }
+            Err(e) => panic!("{path}: expected 503, got {e}"),
+            Ok(_) => panic!("{path}: a third connection was admitted over the total cap"),
+        }
+    }
+}
