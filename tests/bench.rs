@@ -250,3 +250,53 @@ fn a_wrong_api_key_or_a_missing_secret_is_a_clear_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--url must start with"));
 }
+
+#[test]
+fn soak_runs_every_protocol_at_once_and_samples_memory() {
+    let broker = Broker::with(tokens::options());
+    let url = broker.http("");
+    let report = bench(&[
+        "soak",
+        "--url",
+        &url,
+        "--members",
+        "5",
+        "--rate",
+        "10",
+        "--watchers",
+        "5",
+        "--churn",
+        "2",
+        "--duration",
+        "4s",
+        "--warmup",
+        "1s",
+        "--sample-every",
+        "500ms",
+        "--api-key",
+        ADMIN_KEY,
+        "--jwt-secret",
+        JWT_SECRET,
+    ]);
+    assert_eq!(
+        report["parameters"]["parts"],
+        "chat, concierge, chat churn, concierge churn, rooms, sessions"
+    );
+    for part in ["chat", "concierge", "rooms"] {
+        let sent = figure(&report, &format!("{part} messages sent"));
+        assert!(sent > 0.0, "{part}: {report}");
+        assert_eq!(figure(&report, &format!("{part} deliveries")), sent * 5.0);
+        assert_eq!(figure(&report, &format!("{part} not delivered")), 0.0);
+        assert_eq!(figure(&report, &format!("{part} connections lost")), 0.0);
+    }
+    for part in ["chat churn", "concierge churn"] {
+        assert!(figure(&report, &format!("{part} cycles")) > 0.0, "{report}");
+        assert_eq!(figure(&report, &format!("{part} errors")), 0.0, "{report}");
+    }
+    let updates = figure(&report, "sessions updates sent");
+    assert_eq!(figure(&report, "sessions deliveries"), updates * 5.0);
+    assert!(figure(&report, "samples after warm-up") >= 2.0, "{report}");
+    assert!(figure(&report, "rss after warm-up") > 1.0, "{report}");
+    assert!(figure(&report, "rss max after warm-up") >= figure(&report, "rss at end"));
+    assert!(figure(&report, "open fds at end") > 0.0, "{report}");
+}
