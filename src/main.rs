@@ -112,27 +112,37 @@ fn token(path: Option<PathBuf>, user_id: &str, name: &str, ttl: Duration) -> Exi
     ExitCode::SUCCESS
 }
 
+/// Probes `url`, or /healthz of the configured port on 127.0.0.1 (https when
+/// the config has TLS). The derived loopback probe does not verify the
+/// certificate: it asks whether this broker serves, and a certificate issued
+/// for the public name never matches 127.0.0.1. An explicit https URL is
+/// verified against the bundled web PKI roots.
 fn healthcheck(path: Option<PathBuf>, url: Option<String>) -> ExitCode {
-    let url = match url {
-        Some(url) => url,
+    let (url, verify) = match url {
+        Some(url) => (url, true),
         None => match load(path.as_deref()) {
             Ok(config) => {
                 let port = config.server.bind.rsplit(':').next().unwrap_or("8080");
-                format!("http://127.0.0.1:{port}/healthz")
+                let scheme = if config.server.tls_cert.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                (format!("{scheme}://127.0.0.1:{port}/healthz"), false)
             }
             Err(code) => return code,
         },
     };
-    let status = actix_web::rt::System::new().block_on(async {
-        awc::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .finish()
-            .get(&url)
-            .send()
-            .await
-            .map(|r| r.status())
-    });
-    match status {
+    let tls = ureq::tls::TlsConfig::builder()
+        .disable_verification(!verify)
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(3)))
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .build()
+        .into();
+    match agent.get(&url).call().map(|r| r.status()) {
         Ok(s) if s.is_success() => ExitCode::SUCCESS,
         Ok(s) => {
             eprintln!("switchboard: {url} answered {s}");

@@ -4,15 +4,23 @@
 //! first tells every WebSocket to close with 1001, waits (up to
 //! `server.shutdown_timeout`) for them to go, then stops the HTTP server,
 //! flushes the store and returns, so the process exits 0.
+//!
+//! With `server.tls_cert` and `server.tls_key` set the listener speaks TLS
+//! only (rustls with the *ring* provider): https and wss, no plaintext.
 
 use std::any::Any;
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::dev::{Extensions, ServerHandle};
+use actix_web::rt::net::TcpStream;
 use actix_web::{web, App, HttpServer};
 use futures_util::future::{select, Either};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use switchboard_actors::auth::TokenKeys;
 use switchboard_actors::store::{SqliteStore, StoreError};
 use switchboard_actors::{Broker, BrokerSettings};
@@ -40,6 +48,16 @@ pub enum ServeError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The TLS certificate chain or private key could not be used.
+    #[error("TLS {what} {path}: {reason}")]
+    Tls {
+        /// `certificate` or `key`.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The configuration does not hold together.
     #[error("{0}")]
     Config(#[from] ConfigError),
@@ -55,6 +73,11 @@ const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// `server.shutdown_timeout` after the signal.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
+    // Validation guarantees both or neither; a bad file fails before anything starts.
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
     let db = SqliteStore::open(&config.storage.path).map_err(|source| ServeError::Store {
         path: config.storage.path.display().to_string(),
         source,
@@ -107,12 +130,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     .workers(config.workers())
     .disable_signals()
     .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
-    .on_connect(move |conn, ext| abort_stalled_peers(conn, ext, write_timeout))
-    .bind(&config.server.bind)?;
+    .on_connect(move |conn, ext| abort_stalled_peers(conn, ext, write_timeout));
+    let (server, scheme) = match tls {
+        Some(tls) => (server.bind_rustls_0_23(&config.server.bind, tls)?, "https"),
+        None => (server.bind(&config.server.bind)?, "http"),
+    };
     for addr in server.addrs() {
-        log::info!("listening on http://{addr}");
+        log::info!("listening on {scheme}://{addr}");
         // Scripts and tests read the bound address (port 0 picks one) from stdout.
-        println!("switchboard listening on http://{addr}");
+        println!("switchboard listening on {scheme}://{addr}");
     }
     std::io::stdout().flush()?;
 
@@ -131,11 +157,46 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// The rustls server configuration for the PEM chain at `cert` and the PEM
+/// private key (PKCS#8, PKCS#1 or SEC1) at `key`; every failure names the file.
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
+    let fail = |what, path: &Path, reason: String| ServeError::Tls {
+        what,
+        path: path.display().to_string(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| fail("certificate", cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(fail("certificate", cert, "no CERTIFICATE block".into()));
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        let reason = match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                "no PKCS#8, PKCS#1 or SEC1 private key block".to_owned()
+            }
+            other => other.to_string(),
+        };
+        fail("key", key, reason)
+    })?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail("certificate", cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| fail("key", key, format!("{e} (certificate {})", cert.display())))
+}
+
 /// Sets TCP_USER_TIMEOUT on every accepted socket: a peer that stops reading
 /// (zero window) is aborted by the kernel after `timeout`, which frees its
 /// connection even though its actor cannot run while the write buffer is full.
 fn abort_stalled_peers(conn: &dyn Any, _: &mut Extensions, timeout: Duration) {
-    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+    let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
+        conn.downcast_ref::<TlsStream<TcpStream>>()
+            .map(|tls| tls.get_ref().0)
+    });
+    if let Some(tcp) = tcp {
         if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout)) {
             log::warn!("cannot set TCP_USER_TIMEOUT: {e}");
         }

@@ -1,7 +1,8 @@
 //! WebSocket upgrades: admission, then one connection actor per socket.
 //!
-//! Every protocol's upgrade goes through [`admit`], which applies the
-//! connection caps (503 when over) and builds the shared connection core.
+//! Every protocol's upgrade goes through [`admit`], which refuses a browser
+//! page from an origin `server.allowed_origins` does not list (403), applies
+//! the connection caps (503 when over) and builds the shared connection core.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -18,12 +19,82 @@ use switchboard_actors::Protocol;
 
 use crate::http::{ApiError, AppState};
 
-/// Takes an admission ticket for a new `protocol` connection from this peer.
+/// Whether a request whose `Origin` header is `origin` may proceed: always
+/// when `allowed` is empty, otherwise only for a listed origin. Scheme, host
+/// and port must match, compared ASCII case-insensitively, with a missing
+/// port standing for the scheme's default (so `https://a.example:443` lists
+/// `https://a.example`). The chat API's CORS uses the same rule.
+pub fn origin_allowed(origin: &[u8], allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(origin) = std::str::from_utf8(origin).ok().and_then(Origin::parse) else {
+        return false;
+    };
+    allowed
+        .iter()
+        .filter_map(|listed| Origin::parse(listed))
+        .any(|listed| listed == origin)
+}
+
+/// A serialised origin, `scheme://host[:port]`, normalised for comparison.
+#[derive(PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// `None` for anything but an http(s) origin (`null` included).
+    fn parse(text: &str) -> Option<Origin> {
+        let (scheme, authority) = text.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        if authority.is_empty() || authority.contains(['/', '@', '?', '#']) {
+            return None;
+        }
+        // A bracketed IPv6 host contains colons of its own.
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, port.parse().ok()?),
+            _ => (authority, default_port),
+        };
+        if host.is_empty() {
+            return None;
+        }
+        Some(Origin {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// 403 for a browser page whose origin is not allowed; a request without an
+/// `Origin` header comes from a program, not a page, and passes.
+fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    match req.headers().get(header::ORIGIN) {
+        Some(origin)
+            if !origin_allowed(origin.as_bytes(), &state.config.server.allowed_origins) =>
+        {
+            Err(ApiError::Forbidden("origin not allowed".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks the origin, then takes an admission ticket for a new `protocol`
+/// connection from this peer.
 fn admit(
     req: &HttpRequest,
     state: &AppState,
     protocol: Protocol,
 ) -> Result<ConnectionCore, ApiError> {
+    check_origin(req, state)?;
     let peer = req.peer_addr();
     let broker = &state.broker;
     let ticket = broker
@@ -168,4 +239,42 @@ pub async fn rooms(
     ws::WsResponseBuilder::new(client, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
         .start()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+
+    fn allowed(origin: &str, list: &[&str]) -> bool {
+        let list: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+        origin_allowed(origin.as_bytes(), &list)
+    }
+
+    #[test]
+    fn an_empty_list_allows_anything() {
+        assert!(allowed("https://evil.example", &[]));
+        assert!(allowed("null", &[]));
+    }
+
+    #[test]
+    fn scheme_host_and_port_must_all_match() {
+        let list = ["https://app.example", "http://[::1]:8080"];
+        assert!(allowed("https://app.example", &list));
+        assert!(allowed("HTTPS://App.Example:443", &list));
+        assert!(allowed("http://[::1]:8080", &list));
+        for origin in [
+            "http://app.example",
+            "https://app.example:8443",
+            "https://app.example.evil",
+            "https://evil.example",
+            "http://[::1]",
+            "https://app.example/",
+            "https://user@app.example",
+            "https://app.example:",
+            "null",
+            "",
+        ] {
+            assert!(!allowed(origin, &list), "{origin}");
+        }
+    }
 }

@@ -15,6 +15,8 @@ pub mod chat;
 pub mod concierge;
 pub mod connection;
 pub mod fanout;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod limits;
 pub mod live;
 pub mod lobby;

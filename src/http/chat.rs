@@ -74,13 +74,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/clear-chat", web::delete().to(clear_chat));
 }
 
-/// CORS for the chat API: any origin may call it (no credentials are used).
-pub fn cors() -> Cors {
-    Cors::default()
-        .allow_any_origin()
+/// CORS for the chat API: the origins of `server.allowed_origins` may call
+/// it, any origin when that list is empty (no credentials are used).
+pub fn cors(allowed_origins: &[String]) -> Cors {
+    let cors = Cors::default()
         .allow_any_method()
         .allow_any_header()
-        .max_age(3600)
+        .max_age(3600);
+    if allowed_origins.is_empty() {
+        return cors.allow_any_origin();
+    }
+    let allowed = allowed_origins.to_vec();
+    cors.allowed_origin_fn(move |origin, _| crate::ws::origin_allowed(origin.as_bytes(), &allowed))
 }
 
 /// The body of a send-message request.

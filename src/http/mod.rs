@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod chat;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod files;
 pub mod live;
 pub mod observe;
@@ -39,6 +41,7 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
     let chat = config.chat.clone();
     let live = config.live.clone();
     let rooms = config.rooms.clone();
+    let allowed_origins = config.server.allowed_origins.clone();
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(
             web::JsonConfig::default()
@@ -59,7 +62,7 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
         if chat.enabled {
             cfg.service(
                 web::scope(&chat.path)
-                    .wrap(chat::cors())
+                    .wrap(chat::cors(&allowed_origins))
                     .configure(chat::routes),
             );
         }
@@ -75,6 +78,8 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
             cfg.route(&sessions.path, web::get().to(crate::ws::sessions))
                 .service(web::scope(&sessions.api_path).configure(sessions::routes));
         }
+        #[cfg(feature = "fault-injection")]
+        cfg.configure(fault::routes);
         cfg.default_service(web::to(not_found));
     }
 }

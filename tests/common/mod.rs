@@ -112,7 +112,11 @@ impl Broker {
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
-                    if let Some(addr) = line.strip_prefix("switchboard listening on http://") {
+                    // `https://` when the broker was given a TLS certificate.
+                    if let Some(addr) = line
+                        .strip_prefix("switchboard listening on http://")
+                        .or_else(|| line.strip_prefix("switchboard listening on https://"))
+                    {
                         break addr.to_owned();
                     }
                 }
@@ -549,5 +553,88 @@ impl RawWs {
             }
             before.push((opcode, payload));
         }
+    }
+}
+
+impl Broker {
+    /// Kills the broker with SIGKILL (no graceful stop: nothing is flushed,
+    /// nobody is told), waits for it, and hands back its data folder.
+    pub fn kill(mut self) -> DataDir {
+        self.signal(libc::SIGKILL);
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL),
+            "broker exited with {status} before the kill"
+        );
+        DataDir {
+            path: self.data.clone(),
+            _dir: self._dir.take(),
+        }
+    }
+}
+
+/// What a client saw next, for tests that must not panic on a lost connection.
+#[derive(Debug)]
+pub enum Next {
+    /// A text frame.
+    Text(String),
+    /// A close frame.
+    Close(Closed),
+    /// The connection ended (or failed) without a close frame.
+    Ended,
+    /// Nothing arrived in time.
+    TimedOut,
+}
+
+impl WsClient {
+    /// The next text or close frame within `within`, never panicking: pings
+    /// are answered, pongs and binary frames skipped.
+    pub async fn next_or_end(&mut self, within: Duration) -> Next {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let frame = match actix_rt::time::timeout(left(deadline), self.conn.next()).await {
+                Err(_) => return Next::TimedOut,
+                Ok(None) | Ok(Some(Err(_))) => return Next::Ended,
+                Ok(Some(Ok(frame))) => frame,
+            };
+            match frame {
+                Frame::Text(bytes) => {
+                    return Next::Text(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                Frame::Close(Some(CloseReason { code, description })) => {
+                    return Next::Close(Closed {
+                        code: code.into(),
+                        reason: description.unwrap_or_default(),
+                    })
+                }
+                Frame::Close(None) => {
+                    return Next::Close(Closed {
+                        code: 1005,
+                        reason: String::new(),
+                    })
+                }
+                Frame::Ping(payload) => {
+                    let _ = self.conn.send(ws::Message::Pong(payload)).await;
+                }
+                Frame::Pong(_) | Frame::Binary(_) | Frame::Continuation(_) => {}
+            }
+        }
+    }
+
+    /// Sends a text message; false if the connection is gone.
+    pub async fn try_send(&mut self, text: &str) -> bool {
+        self.conn
+            .send(ws::Message::Text(text.to_owned().into()))
+            .await
+            .is_ok()
+    }
+}
+
+impl Broker {
+    /// The broker's process id, for what only `/proc` shows (its open fds,
+    /// its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 }

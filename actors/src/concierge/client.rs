@@ -193,7 +193,12 @@ impl ConciergeClient {
                             version: wire::PROTOCOL_VERSION,
                         };
                         act.reply(ctx, hello, None);
-                        log::debug!("concierge client {} identified as {}", info.uuid, info.name);
+                        // Not the uuid: it is the client's file-server key.
+                        log::debug!(
+                            "concierge connection {} identified as {}",
+                            act.core.id(),
+                            info.name
+                        );
                         act.stage = Stage::Identified(Arc::new(info));
                     }
                     Err(JoinFailed::NameTaken) => {
@@ -230,7 +235,7 @@ impl ConciergeClient {
         };
         log::trace!(
             "concierge client {} sent {} (seq {seq})",
-            me.uuid,
+            me.name,
             payload.kind()
         );
         let s = Some(seq);
