@@ -18,6 +18,7 @@ use switchboard_actors::concierge::ConciergeSettings;
 use switchboard_actors::limits::Limits;
 use switchboard_actors::rooms::RoomsSettings;
 use switchboard_actors::sessions::SessionsSettings;
+use switchboard_actors::store::Synchronous;
 
 /// The default configuration, also shipped as `config/switchboard.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/switchboard.toml");
@@ -83,6 +84,10 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// The SQLite file.
     pub path: PathBuf,
+    /// What a commit waits for: `normal` (survives the process dying) or
+    /// `full` (an fsync per commit; survives power loss).
+    #[serde(default)]
+    pub synchronous: Synchronous,
 }
 
 /// `[admin]`: operator access to the HTTP APIs.
@@ -499,6 +504,17 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text.as_bytes()).unwrap();
         f
+    }
+
+    #[test]
+    fn storage_synchronous_is_normal_or_full() {
+        let c = Config::from_toml("[storage]\nsynchronous = \"full\"\n").unwrap();
+        assert_eq!(c.storage.synchronous, Synchronous::Full);
+        assert_eq!(Config::from_toml("").unwrap().storage.synchronous, Synchronous::Normal);
+        let e = Config::from_toml("[storage]\nsynchronous = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("key `storage.synchronous`"), "{e}");
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
         _ => None,
     };
-    let db = SqliteStore::open(&config.storage.path).map_err(|source| ServeError::Store {
+    let db = SqliteStore::open_with(&config.storage.path, config.storage.synchronous).map_err(|source| ServeError::Store {
         path: config.storage.path.display().to_string(),
         source,
     })?;

@@ -134,6 +134,11 @@ pub async fn run(common: &Common, args: SessionsArgs) -> Result<Report, BenchErr
             hosting.failed.load(Ordering::Relaxed) as f64,
             "update",
         )
+        .figure(
+            "relisted after ttl",
+            hosting.relisted.load(Ordering::Relaxed) as f64,
+            "session",
+        )
         .figure("deliveries", delivered as f64, "msg")
         .figure(
             "delivered rate",
@@ -190,6 +195,8 @@ async fn watch_list(
 struct Hosting {
     sent: AtomicU64,
     failed: AtomicU64,
+    /// Listings put again after the broker removed them (`sessions.ttl`).
+    relisted: AtomicU64,
     halt: AtomicBool,
 }
 
@@ -207,14 +214,23 @@ fn host(http: &str, key: &str, id: &str, per_second: f64, deadline: Instant, hos
                 std::thread::sleep(wait);
             }
         }
-        let body = json!({"session_name": format!("~{}~", now_nanos())}).to_string();
-        let ok = agent
-            .patch(&url)
-            .header("authorization", &format!("Bearer {key}"))
-            .header("content-type", "application/json")
-            .send(body.as_str())
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
+        let patch = || {
+            let body = json!({"session_name": format!("~{}~", now_nanos())}).to_string();
+            agent
+                .patch(&url)
+                .header("authorization", &format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .send(body.as_str())
+                .map(|r| r.status().as_u16())
+        };
+        let mut status = patch();
+        // Only a PUT refreshes a listing: past `sessions.ttl` the broker has
+        // removed it, and a host lists it again, as a real host would.
+        if matches!(status, Ok(404)) && put(&agent, &url, key).is_ok_and(|s| s == 201) {
+            hosting.relisted.fetch_add(1, Ordering::Relaxed);
+            status = patch();
+        }
+        if status.is_ok_and(|s| s == 200) {
             hosting.sent.fetch_add(1, Ordering::Relaxed);
         } else {
             hosting.failed.fetch_add(1, Ordering::Relaxed);
@@ -223,7 +239,8 @@ fn host(http: &str, key: &str, id: &str, per_second: f64, deadline: Instant, hos
     }
 }
 
-async fn put_session(http: &str, key: &str, id: &str) -> Result<(), BenchError> {
+/// PUTs the listing of session `url` (the whole session) and answers the status.
+fn put(agent: &ureq::Agent, url: &str, key: &str) -> Result<u16, ureq::Error> {
     let body = json!({
         "session_name": "bench", "active_users": 1, "joined_users": 1,
         "host_username": "bench", "host_registration_date": "2020-01-01T00:00:00Z",
@@ -231,16 +248,17 @@ async fn put_session(http: &str, key: &str, id: &str) -> Result<(), BenchError> 
         "session_begin_time": "2020-01-01T00:00:00Z", "users": []
     })
     .to_string();
+    agent
+        .put(url)
+        .header("authorization", &format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .send(body.as_str())
+        .map(|r| r.status().as_u16())
+}
+
+async fn put_session(http: &str, key: &str, id: &str) -> Result<(), BenchError> {
     let (url, key) = (format!("{http}/api/sessions/{id}"), key.to_owned());
-    let status = client::blocking(move || {
-        client::http_agent()
-            .put(&url)
-            .header("authorization", &format!("Bearer {key}"))
-            .header("content-type", "application/json")
-            .send(body.as_str())
-            .map(|r| r.status().as_u16())
-    })
-    .await?;
+    let status = client::blocking(move || put(&client::http_agent(), &url, &key)).await?;
     if status == 200 || status == 201 {
         Ok(())
     } else {

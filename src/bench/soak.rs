@@ -33,6 +33,7 @@ const PART_FIGURES: &[&str] = &[
     "connections lost",
     "updates sent",
     "failed updates",
+    "relisted after ttl",
     "watchers lost",
     "cycles",
     "errors",

@@ -2,8 +2,14 @@
 //!
 //! Every event for the room is encoded once here and queued to every member
 //! through the fan-out helper. The history lives in memory (the last
-//! `history_limit` messages) and every change is sent to the store, so a
+//! `history_limit` messages) and every change is written to the store, so a
 //! restarted broker serves the same history.
+//!
+//! A message or a clear is acknowledged (broadcast) only once the store has
+//! committed it: the room hands the write to the store actor and handles
+//! nothing else until the store answers, so the room's events keep their
+//! order and whatever a client was shown survives the broker being killed.
+//! The room itself never touches the disk.
 
 use std::collections::VecDeque;
 
@@ -12,9 +18,9 @@ use chrono::Utc;
 
 use super::wire::{HistoryEntry, ServerEvent, Severity, UserStatus, GLOBAL_ROOM};
 use crate::connection::{ConnId, Frames, MemberHandle};
-use crate::fanout::FanOut;
+use crate::fanout::{Delivery, FanOut};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
-use crate::store::{ClearChatHistory, SaveChatMessage, StoreHandle};
+use crate::store::{ClearChatHistory, SaveChatMessage, StoreError, StoreHandle};
 use crate::Protocol;
 
 /// One chat room. Runs supervised on the arbiter pool.
@@ -60,16 +66,58 @@ impl Room {
         self.history.iter().cloned().collect()
     }
 
-    fn clear(&mut self, by: &str) {
-        self.history.clear();
-        self.store.do_send(ClearChatHistory {
+    /// Sends `username` (if it is here) a `system` error: its request was
+    /// not done.
+    fn refuse(&mut self, username: &str, message: &str) {
+        let Some(conn) = self
+            .present
+            .iter()
+            .find(|(_, user)| user.username == username)
+            .map(|(conn, _)| *conn)
+        else {
+            return;
+        };
+        let frame = ServerEvent::System {
+            severity: Severity::Error,
+            message,
+        }
+        .encode();
+        if self.members.send_to(conn, &Frames::One(frame.into())) == Delivery::Removed {
+            self.present.retain(|(c, _)| *c != conn);
+        }
+    }
+
+    /// Empties the history once the store has, then broadcasts
+    /// `room_chat_clear`; the room waits for the store meanwhile.
+    fn clear(&mut self, by: String) -> AtomicResponse<Self, ()> {
+        let cleared = self.store.send(ClearChatHistory {
             room: self.name.clone(),
         });
-        let name = self.name.clone();
-        self.broadcast(ServerEvent::RoomChatClear {
-            username: by,
-            room_name: &name,
-        });
+        AtomicResponse::new(Box::pin(cleared.into_actor(self).map(
+            move |cleared, room, _| match committed(cleared) {
+                Ok(()) => {
+                    room.history.clear();
+                    let name = room.name.clone();
+                    room.broadcast(ServerEvent::RoomChatClear {
+                        username: &by,
+                        room_name: &name,
+                    });
+                }
+                Err(e) => {
+                    log::error!("chat room {}: clearing the history failed: {e}", room.name);
+                    room.refuse(&by, "The chat could not be cleared; please try again");
+                }
+            },
+        )))
+    }
+}
+
+/// What the store answered to a write, as one result.
+fn committed(answer: Result<Result<(), StoreError>, MailboxError>) -> Result<(), String> {
+    match answer {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the store is unreachable: {e}")),
     }
 }
 
@@ -143,8 +191,12 @@ impl Handler<Exit> for Room {
     }
 }
 
-/// A message for the room: stored, then broadcast to everyone, the sender
-/// included. The sender has checked it.
+/// A message for the room: committed to the store, then added to the
+/// history and broadcast to everyone, the sender included (the broadcast is
+/// the sender's acknowledgement). The room handles nothing else until the
+/// store answers. If the store fails, nothing is broadcast and the sender
+/// gets a `system` error. The sender has checked the message. Answered once
+/// the message is broadcast (or refused).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Say {
@@ -155,27 +207,44 @@ pub struct Say {
 }
 
 impl Handler<Say> for Room {
-    type Result = ();
-    fn handle(&mut self, msg: Say, _: &mut Self::Context) {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Say, _: &mut Self::Context) -> Self::Result {
         let entry = HistoryEntry {
             username: msg.username,
             message: msg.message,
             timestamp: Utc::now(),
         };
-        self.broadcast(ServerEvent::Message {
-            username: &entry.username,
-            message: &entry.message,
-        });
-        metrics().chat.messages.inc();
-        self.store.do_send(SaveChatMessage {
+        let saved = self.store.send(SaveChatMessage {
             room: self.name.clone(),
             entry: entry.clone(),
             keep: self.keep,
         });
-        self.history.push_back(entry);
-        while self.history.len() > self.keep {
-            self.history.pop_front();
-        }
+        AtomicResponse::new(Box::pin(saved.into_actor(self).map(
+            move |saved, room, _| match committed(saved) {
+                Ok(()) => {
+                    room.broadcast(ServerEvent::Message {
+                        username: &entry.username,
+                        message: &entry.message,
+                    });
+                    metrics().chat.messages.inc();
+                    room.history.push_back(entry);
+                    while room.history.len() > room.keep {
+                        room.history.pop_front();
+                    }
+                }
+                Err(e) => {
+                    log::error!(
+                        "chat room {}: a message of {} was not stored, so not sent: {e}",
+                        room.name,
+                        entry.username
+                    );
+                    room.refuse(
+                        &entry.username,
+                        "Your message could not be saved and was not sent; please try again",
+                    );
+                }
+            },
+        )))
     }
 }
 
@@ -229,8 +298,8 @@ pub struct Clear {
 }
 
 impl Handler<Clear> for Room {
-    type Result = ();
-    fn handle(&mut self, msg: Clear, _: &mut Self::Context) {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Clear, _: &mut Self::Context) -> Self::Result {
         if self.name == GLOBAL_ROOM {
             let refusal = format!(
                 "{} tried to clear the {GLOBAL_ROOM} room, which cannot be cleared",
@@ -240,9 +309,9 @@ impl Handler<Clear> for Room {
                 severity: Severity::Error,
                 message: &refusal,
             });
-            return;
+            return AtomicResponse::new(Box::pin(fut::ready(())));
         }
-        self.clear(&msg.username);
+        self.clear(msg.username)
     }
 }
 
@@ -256,9 +325,9 @@ pub struct Purge {
 }
 
 impl Handler<Purge> for Room {
-    type Result = ();
-    fn handle(&mut self, msg: Purge, _: &mut Self::Context) {
-        self.clear(&msg.by);
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, msg: Purge, _: &mut Self::Context) -> Self::Result {
+        self.clear(msg.by)
     }
 }
 

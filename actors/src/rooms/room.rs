@@ -5,6 +5,13 @@
 //! event is encoded once and queued to the members through the fan-out
 //! helper. Grants are written to the store as they change; messages never
 //! are.
+//!
+//! A grant change (invite, ban) is acknowledged only once the store has
+//! committed it: the room hands the write to the store actor and handles
+//! nothing else until the store answers, then changes its own state and
+//! sends the frames that acknowledge it (`kick` and `exit`; the caller's
+//! `invite`). A write the store refuses changes nothing and answers an
+//! internal error. The room itself never touches the disk.
 
 use std::collections::{HashMap, HashSet};
 
@@ -73,20 +80,65 @@ impl Room {
         }
     }
 
-    fn grant(&mut self, user: &str, grant: Grant, on: bool) {
-        let changed = if on {
-            self.grants(grant).insert(user.to_owned())
-        } else {
-            self.grants(grant).remove(user)
-        };
-        if changed {
-            self.store.do_send(SaveGrant {
-                room_id: self.id.to_string(),
-                user_id: user.to_owned(),
-                grant,
-                on,
-            });
+    fn has(&self, user: &str, grant: Grant) -> bool {
+        match grant {
+            Grant::Admin => self.admins.contains(user),
+            Grant::Invite => self.invited.contains(user),
+            Grant::Ban => self.banned.contains(user),
         }
+    }
+
+    /// Writes the grant changes (`(user, grant, given)`) that change
+    /// something to the store, in order, and applies each one the store
+    /// committed. Resolves to an internal error if any write failed.
+    fn save_grants(
+        &mut self,
+        changes: Vec<(String, Grant, bool)>,
+    ) -> ResponseActFuture<Self, Result<(), Refusal>> {
+        let writes: Vec<_> = changes
+            .into_iter()
+            .filter(|(user, grant, on)| self.has(user, *grant) != *on)
+            .map(|(user, grant, on)| {
+                // Queued with the store now, so the writes keep this order.
+                let saved = self.store.send(SaveGrant {
+                    room_id: self.id.to_string(),
+                    user_id: user.clone(),
+                    grant,
+                    on,
+                });
+                (user, grant, on, saved)
+            })
+            .collect();
+        let committed = async move {
+            let mut answers = Vec::with_capacity(writes.len());
+            for (user, grant, on, saved) in writes {
+                answers.push((user, grant, on, saved.await));
+            }
+            answers
+        };
+        Box::pin(committed.into_actor(self).map(|answers, room, _| {
+            let mut outcome = Ok(());
+            for (user, grant, on, saved) in answers {
+                match saved {
+                    Ok(Ok(())) if on => {
+                        room.grants(grant).insert(user);
+                    }
+                    Ok(Ok(())) => {
+                        room.grants(grant).remove(&user);
+                    }
+                    failed => {
+                        log::error!(
+                            "room {}: saving {} {} for {user} failed: {failed:?}",
+                            room.id,
+                            if on { "grant" } else { "revocation of" },
+                            grant.as_str()
+                        );
+                        outcome = Err(Refusal::Internal);
+                    }
+                }
+            }
+            outcome
+        }))
     }
 
     fn broadcast(&mut self, event: Event<'_>) {
@@ -296,22 +348,24 @@ pub struct Invite {
 }
 
 impl Handler<Invite> for Room {
-    type Result = Result<(), Refusal>;
+    type Result = AtomicResponse<Self, Result<(), Refusal>>;
     fn handle(&mut self, msg: Invite, _: &mut Self::Context) -> Self::Result {
+        let refused = |refusal| AtomicResponse::new(Box::pin(fut::ready(Err(refusal))));
         if self.closed && !self.admins.contains(&msg.by) {
-            return Err(Refusal::NotAdmin);
+            return refused(Refusal::NotAdmin);
         }
         if self.banned.contains(&msg.user) {
-            return Err(Refusal::TargetBanned);
+            return refused(Refusal::TargetBanned);
         }
-        self.grant(&msg.user, Grant::Invite, true);
-        Ok(())
+        // Answered once the invite is committed.
+        AtomicResponse::new(self.save_grants(vec![(msg.user, Grant::Invite, true)]))
     }
 }
 
 /// An admin kicks `user` out: each of its connections in the room gets
 /// `kick` and leaves at once, the rest of the room gets `exit`. A permanent
-/// kick is a ban (and ends any invite).
+/// kick is a ban (and ends any invite), committed to the store before
+/// anyone is told.
 #[derive(Message)]
 #[rtype(result = "Result<(), Refusal>")]
 pub struct Kick {
@@ -326,15 +380,33 @@ pub struct Kick {
 }
 
 impl Handler<Kick> for Room {
-    type Result = Result<(), Refusal>;
+    type Result = AtomicResponse<Self, Result<(), Refusal>>;
     fn handle(&mut self, msg: Kick, _: &mut Self::Context) -> Self::Result {
         if !self.admins.contains(&msg.by) {
-            return Err(Refusal::NotAdmin);
+            return AtomicResponse::new(Box::pin(fut::ready(Err(Refusal::NotAdmin))));
         }
-        if msg.permanent {
-            self.grant(&msg.user, Grant::Ban, true);
-            self.grant(&msg.user, Grant::Invite, false);
-        }
+        let changes = if msg.permanent {
+            vec![
+                (msg.user.clone(), Grant::Ban, true),
+                (msg.user.clone(), Grant::Invite, false),
+            ]
+        } else {
+            Vec::new()
+        };
+        AtomicResponse::new(Box::pin(self.save_grants(changes).map(
+            move |saved, room, _| {
+                saved?;
+                room.kick_out(&msg);
+                Ok(())
+            },
+        )))
+    }
+}
+
+impl Room {
+    /// Sends `kick` to each connection of the kicked user and `exit` to the
+    /// rest of the room.
+    fn kick_out(&mut self, msg: &Kick) {
         let kicked: Vec<ConnId> = self
             .present
             .iter()
@@ -342,7 +414,7 @@ impl Handler<Kick> for Room {
             .map(|(conn, _)| *conn)
             .collect();
         if kicked.is_empty() {
-            return Ok(());
+            return;
         }
         let notice = Frames::One(
             Event::Kick {
@@ -362,7 +434,6 @@ impl Handler<Kick> for Room {
             user_id: &msg.user,
             room_id,
         });
-        Ok(())
     }
 }
 

@@ -3,7 +3,18 @@
 //!
 //! Actors that serve traffic never touch the disk: they send typed messages
 //! to the store actor, which lives on a dedicated `SyncArbiter` thread, and
-//! continue. Later protocols add their tables as new migrations.
+//! answers each one once its transaction has committed. Later protocols add
+//! their tables as new migrations.
+//!
+//! Acknowledge only after commit: a write whose effect a client is told
+//! about (a chat message's broadcast, a friendship's `success`, a ban's
+//! `kick`) is awaited (`send`, never `do_send`), and the acknowledgement
+//! goes out only once the answer is `Ok`; the actor that asked handles
+//! nothing else meanwhile, so its events keep their order. The store
+//! handles its messages one at a time in the order they were sent, so an
+//! acknowledged write also implies every write queued before it (e.g. the
+//! chat room a message belongs to). What a commit guarantees, and why, is
+//! documented in `sqlite.rs` (the durability settings).
 
 mod sqlite;
 
@@ -11,7 +22,7 @@ use std::sync::Mutex;
 
 use actix::prelude::*;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, Synchronous};
 
 use crate::chat::wire::HistoryEntry;
 use crate::live::wire::FriendRequest;
@@ -183,8 +194,9 @@ impl Handler<Flush> for StoreActor {
     }
 }
 
-/// Logs a failed write: the actor that asked has moved on, and the broker
-/// keeps serving from memory.
+/// Logs a failed write. The actor that asked gets the error too: an awaited
+/// write is then refused to its client; a fire-and-forget one is lost from
+/// the store and the broker keeps serving it from memory.
 fn logged(what: &str, result: Result<(), StoreError>) -> Result<(), StoreError> {
     if let Err(e) = &result {
         log::error!("store: {what} failed: {e}");
