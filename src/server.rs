@@ -130,7 +130,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     .workers(config.workers())
     .disable_signals()
     .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
-    .on_connect(move |conn, ext| abort_stalled_peers(conn, ext, write_timeout));
+    .on_connect(move |conn, ext| tune_accepted_socket(conn, ext, write_timeout));
     let (server, scheme) = match tls {
         Some(tls) => (server.bind_rustls_0_23(&config.server.bind, tls)?, "https"),
         None => (server.bind(&config.server.bind)?, "http"),
@@ -190,15 +190,22 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeErro
 
 /// Sets TCP_USER_TIMEOUT on every accepted socket: a peer that stops reading
 /// (zero window) is aborted by the kernel after `timeout`, which frees its
-/// connection even though its actor cannot run while the write buffer is full.
-fn abort_stalled_peers(conn: &dyn Any, _: &mut Extensions, timeout: Duration) {
+/// connection even though its actor cannot run while the write buffer is
+/// full. Also turns Nagle's algorithm off.
+fn tune_accepted_socket(conn: &dyn Any, _: &mut Extensions, timeout: Duration) {
     let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
         conn.downcast_ref::<TlsStream<TcpStream>>()
             .map(|tls| tls.get_ref().0)
     });
     if let Some(tcp) = tcp {
-        if let Err(e) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(timeout)) {
+        let socket = socket2::SockRef::from(tcp);
+        if let Err(e) = socket.set_tcp_user_timeout(Some(timeout)) {
             log::warn!("cannot set TCP_USER_TIMEOUT: {e}");
+        }
+        // Real-time frames go out when written, not after the peer's delayed
+        // ACK (Nagle held small frames back by up to 40 ms).
+        if let Err(e) = socket.set_tcp_nodelay(true) {
+            log::warn!("cannot set TCP_NODELAY: {e}");
         }
     }
 }
