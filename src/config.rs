@@ -510,7 +510,10 @@ mod tests {
     fn storage_synchronous_is_normal_or_full() {
         let c = Config::from_toml("[storage]\nsynchronous = \"full\"\n").unwrap();
         assert_eq!(c.storage.synchronous, Synchronous::Full);
-        assert_eq!(Config::from_toml("").unwrap().storage.synchronous, Synchronous::Normal);
+        assert_eq!(
+            Config::from_toml("").unwrap().storage.synchronous,
+            Synchronous::Normal
+        );
         let e = Config::from_toml("[storage]\nsynchronous = \"sometimes\"\n")
             .unwrap_err()
             .to_string();

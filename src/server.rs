@@ -78,10 +78,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
         _ => None,
     };
-    let db = SqliteStore::open_with(&config.storage.path, config.storage.synchronous).map_err(|source| ServeError::Store {
-        path: config.storage.path.display().to_string(),
-        source,
-    })?;
+    let db = SqliteStore::open_with(&config.storage.path, config.storage.synchronous).map_err(
+        |source| ServeError::Store {
+            path: config.storage.path.display().to_string(),
+            source,
+        },
+    )?;
     if config.concierge.enabled {
         let files = &config.concierge.files_dir;
         std::fs::create_dir_all(files).map_err(|source| ServeError::Files {
