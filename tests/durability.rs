@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use common::tokens::{options, token};
-use common::{request, Broker, Closed, Next, Options, WsClient, FRAME_TIMEOUT};
+use common::{chat_history, Broker, Closed, Next, Options, WsClient, FRAME_TIMEOUT};
 use serde_json::{json, Value};
 
 /// Chat messages sent back to back before the kill: enough that a broker
@@ -117,24 +117,6 @@ async fn rooms_create(ws: &mut WsClient, key: &str, me: &str, name: &str) -> Str
 
 fn rooms_event(kind: &str, user: &str, room: &str) -> Value {
     json!({"type": kind, "user_id": user, "room_id": room})
-}
-
-/// The messages of a chat room's history, oldest first (HTTP).
-async fn chat_history(broker: &Broker, room: &str) -> Vec<String> {
-    let reply = request(
-        "GET",
-        &broker.http(&format!("/chat/{room}/messages")),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.json["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["message"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// A friendship, chat messages and a ban, each acknowledged to its client,

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::tokens::{options, token, upgrade_refused, JWT_SECRET as SECRET};
+use common::tokens::{base64url, options, token, upgrade_refused, JWT_SECRET as SECRET};
 use common::{admin, request, wait_for_metric, Broker, WsClient};
 use serde_json::{json, Value};
 use switchboard_actors::auth::TokenKeys;
@@ -126,19 +126,6 @@ async fn upgrades_without_a_valid_token_are_refused_with_401() {
     // Without a configured secret every token upgrade answers 401.
     let bare = Broker::start();
     refused(&bare, &format!("/live?token={good}"), None).await;
-}
-
-/// Base64url without padding, for hand-made tokens.
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 #[actix_rt::test]

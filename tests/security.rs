@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::tokens::{options, upgrade_refused, JWT_SECRET};
+use common::tokens::{base64url, options, upgrade_refused, JWT_SECRET};
 use common::{request, request_raw, Broker, WsClient};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -29,19 +29,6 @@ fn signed(alg: Algorithm, secret: &str, claims: &Value) -> String {
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("HMAC signing")
-}
-
-/// Unpadded base64url.
-fn b64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 #[actix_rt::test]
@@ -74,8 +61,8 @@ async fn both_token_protocols_refuse_every_token_that_is_not_a_current_hs256_one
             "alg none",
             format!(
                 "{}.{}.",
-                b64url(br#"{"alg":"none","typ":"JWT"}"#),
-                b64url(good.to_string().as_bytes())
+                base64url(br#"{"alg":"none","typ":"JWT"}"#),
+                base64url(good.to_string().as_bytes())
             ),
         ),
         (

@@ -36,23 +36,6 @@ async fn say(from: &mut WsClient, name: &str, text: &str, others: &mut [&mut WsC
     }
 }
 
-async fn history(broker: &Broker, room: &str) -> Vec<String> {
-    let reply = request(
-        "GET",
-        &broker.http(&format!("/chat/{room}/messages")),
-        None,
-        None,
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{:?}", reply.json);
-    reply.json["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[actix_rt::test]
 async fn a_failed_room_restarts_and_nothing_else_notices() {
     let broker = Broker::start();
@@ -73,7 +56,10 @@ async fn a_failed_room_restarts_and_nothing_else_notices() {
 
     // The restarted room still has its members and its history...
     say(&mut bob, "bob", "after", &mut [&mut alice]).await;
-    assert_eq!(history(&broker, "alpha").await, ["before", "after"]);
+    assert_eq!(
+        common::chat_history(&broker, "alpha").await,
+        ["before", "after"]
+    );
     // ...the other room and every connection never noticed.
     say(&mut carol, "carol", "unaffected", &mut []).await;
     alice.expect_silence(Duration::from_millis(200)).await;

@@ -638,3 +638,21 @@ impl Broker {
         self.child.as_ref().expect("running").id()
     }
 }
+
+/// The messages of a chat room's history, oldest first (over HTTP).
+pub async fn chat_history(broker: &Broker, room: &str) -> Vec<String> {
+    let reply = request(
+        "GET",
+        &broker.http(&format!("/chat/{room}/messages")),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["message"].as_str().unwrap().to_owned())
+        .collect()
+}

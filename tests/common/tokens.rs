@@ -33,3 +33,16 @@ pub async fn upgrade_refused(url: &str, bearer: Option<&str>) {
         Ok(_) => panic!("{url}: upgraded without a valid token"),
     }
 }
+
+/// Base64url without padding, for hand-made (forged) tokens.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |n, b| (n << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
