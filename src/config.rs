@@ -387,12 +387,7 @@ impl Config {
             _ => {}
         }
         for origin in &self.server.allowed_origins {
-            let valid = ["http://", "https://"].iter().any(|scheme| {
-                origin
-                    .strip_prefix(scheme)
-                    .is_some_and(|host| !host.is_empty() && !host.contains('/'))
-            });
-            if !valid {
+            if !crate::ws::is_origin(origin) {
                 return Err(invalid(
                     "server.allowed_origins",
                     &format!("`{origin}` is not an origin like https://example.com[:port]"),
@@ -504,6 +499,32 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(text.as_bytes()).unwrap();
         f
+    }
+
+    #[test]
+    fn allowed_origins_must_be_origins_and_tls_needs_both_files() {
+        let ok = Config::from_toml("[server]\nallowed_origins = [\"https://a.example:8443\"]\n");
+        assert_eq!(
+            ok.unwrap().server.allowed_origins,
+            ["https://a.example:8443"]
+        );
+        for bad in [
+            "a.example",
+            "https://a.example/path",
+            "ftp://a.example",
+            "null",
+        ] {
+            let text = format!("[server]\nallowed_origins = [\"{bad}\"]\n");
+            let e = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(
+                e.starts_with("invalid value for key `server.allowed_origins`"),
+                "{e}"
+            );
+        }
+        let e = Config::from_toml("[server]\ntls_cert = \"c.pem\"\n").unwrap_err();
+        assert!(e.to_string().contains("`server.tls_key`"), "{e}");
+        let e = Config::from_toml("[server]\ntls_key = \"k.pem\"\n").unwrap_err();
+        assert!(e.to_string().contains("`server.tls_cert`"), "{e}");
     }
 
     #[test]

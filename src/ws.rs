@@ -37,6 +37,12 @@ pub fn origin_allowed(origin: &[u8], allowed: &[String]) -> bool {
         .any(|listed| listed == origin)
 }
 
+/// Whether `text` is an http(s) origin `scheme://host[:port]` that
+/// [`origin_allowed`] can match (how the config checks its list).
+pub fn is_origin(text: &str) -> bool {
+    Origin::parse(text).is_some()
+}
+
 /// A serialised origin, `scheme://host[:port]`, normalised for comparison.
 #[derive(PartialEq, Eq)]
 struct Origin {
