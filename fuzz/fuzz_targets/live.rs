@@ -15,12 +15,20 @@ fuzz_target!(|bytes: &[u8]| {
     let (frame, id, message) = match Request::decode(&text) {
         Ok(request) => {
             let _ = request.kind.as_str();
-            (Reply::Success.encode(request.id.as_deref()), request.id, None)
+            (
+                Reply::Success.encode(request.id.as_deref()),
+                request.id,
+                None,
+            )
         }
         Err(bad) => (bad.encode(), bad.id.clone(), Some(bad.to_string())),
     };
     let reply: Value = serde_json::from_str(&frame).expect("a reply is JSON");
-    assert_eq!(reply.get("id").and_then(Value::as_str), id.as_deref(), "{frame}");
+    assert_eq!(
+        reply.get("id").and_then(Value::as_str),
+        id.as_deref(),
+        "{frame}"
+    );
     assert_eq!(
         reply.get("message").and_then(Value::as_str),
         message.as_deref(),

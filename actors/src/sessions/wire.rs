@@ -38,7 +38,7 @@
 use std::fmt::Display;
 use std::str::Split;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Generation number carried by every server message (the seed's
@@ -416,12 +416,35 @@ pub enum WireError {
     },
 }
 
-/// A field that would break the line framing (contains `\n` or `\r`).
+/// A field that cannot be written in a frame: text with `\n` or `\r`
+/// (it would break the line framing), or a date whose UTC year is not four
+/// digits (no client could read it back).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field `{field}` must not contain a line break")]
+#[error("field `{field}` {problem}")]
 pub struct FramingError {
     /// The field, e.g. `session_name` or `users[2].username`.
     pub field: String,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+const LINE_BREAK: &str = "must not contain a line break";
+const DATE_RANGE: &str = "must be a date between the years 0000 and 9999 in UTC";
+
+/// Whether `date` is written with a four-digit year, as RFC 3339 requires.
+fn writable_date(date: &DateTime<Utc>) -> bool {
+    (0..=9999).contains(&date.year())
+}
+
+fn check_date(field: &str, date: &DateTime<Utc>) -> Result<(), FramingError> {
+    if writable_date(date) {
+        Ok(())
+    } else {
+        Err(FramingError {
+            field: field.to_owned(),
+            problem: DATE_RANGE,
+        })
+    }
 }
 
 impl Session {
@@ -431,9 +454,12 @@ impl Session {
         check_field("session_id", &self.session_id)?;
         check_field("session_name", &self.session_name)?;
         check_field("host_username", &self.host_username)?;
+        check_date("host_registration_date", &self.host_registration_date)?;
+        check_date("session_begin_time", &self.session_begin_time)?;
         for (index, user) in self.users.iter().enumerate() {
             user.check_framing().map_err(|error| FramingError {
                 field: format!("users[{index}].{}", error.field),
+                problem: error.problem,
             })?;
         }
         Ok(())
@@ -441,10 +467,12 @@ impl Session {
 }
 
 impl SessionUser {
-    /// Checks that no text field of the user contains a line break.
+    /// Checks that no text field of the user contains a line break and
+    /// that its date can be written.
     pub fn check_framing(&self) -> Result<(), FramingError> {
         check_field("user_id", &self.user_id)?;
-        check_field("username", &self.username)
+        check_field("username", &self.username)?;
+        check_date("registration_date", &self.registration_date)
     }
 }
 
@@ -454,6 +482,7 @@ pub fn check_field(field: &str, value: &str) -> Result<(), FramingError> {
     if value.contains([LINE, USER_FIELD]) {
         Err(FramingError {
             field: field.to_owned(),
+            problem: LINE_BREAK,
         })
     } else {
         Ok(())
@@ -606,7 +635,9 @@ fn parse_bool(field: &'static str, value: &str) -> Result<bool, WireError> {
 fn parse_date(field: &'static str, value: &str) -> Result<DateTime<Utc>, WireError> {
     DateTime::parse_from_rfc3339(value)
         .map(|date| date.with_timezone(&Utc))
-        .map_err(|_| bad_field(field, value))
+        .ok()
+        .filter(writable_date)
+        .ok_or_else(|| bad_field(field, value))
 }
 
 /// Names of a user's typed fields in errors, which depend on where the user
@@ -1117,6 +1148,38 @@ mod tests {
     }
 
     #[test]
+    fn a_date_whose_utc_year_is_not_four_digits_is_refused() {
+        // Found by the sessions fuzz target: these parse, but in UTC they
+        // would be written as -0001-12-31T23:00:00Z and +10000-01-01T...Z.
+        for date in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"] {
+            let frame = format!("add_user\n7\ns1\nu1\nalice\n{date}\ntrue\nfalse");
+            assert!(
+                matches!(
+                    ServerMessage::decode(&frame),
+                    Err(WireError::BadField { .. })
+                ),
+                "{date}"
+            );
+        }
+        let late = SessionUser {
+            registration_date: date("9999-12-31T23:59:59-01:00"),
+            ..alice()
+        };
+        assert_eq!(
+            late.check_framing(),
+            Err(FramingError {
+                field: "registration_date".into(),
+                problem: DATE_RANGE,
+            })
+        );
+        let edge = SessionUser {
+            registration_date: date("9999-12-31T23:59:59Z"),
+            ..alice()
+        };
+        assert_eq!(edge.check_framing(), Ok(()));
+    }
+
+    #[test]
     fn user_and_field_checks_catch_both_line_breaks() {
         assert_eq!(alice().check_framing(), Ok(()));
         let broken = SessionUser {
@@ -1126,7 +1189,8 @@ mod tests {
         assert_eq!(
             broken.check_framing(),
             Err(FramingError {
-                field: "username".into()
+                field: "username".into(),
+                problem: LINE_BREAK,
             })
         );
         assert_eq!(
