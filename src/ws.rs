@@ -82,7 +82,7 @@ impl Origin {
 
 /// 403 for a browser page whose origin is not allowed; a request without an
 /// `Origin` header comes from a program, not a page, and passes.
-fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+pub(crate) fn check_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     match req.headers().get(header::ORIGIN) {
         Some(origin)
             if !origin_allowed(origin.as_bytes(), &state.config.server.allowed_origins) =>

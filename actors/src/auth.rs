@@ -130,6 +130,12 @@ impl TokenKeys {
         if claims.sub.is_empty() {
             return Err(TokenError::Invalid("`sub` is empty".to_owned()));
         }
+        if claims.sub == crate::admin::SERVER_NAME {
+            return Err(TokenError::Invalid(format!(
+                "`sub` {:?} is reserved for the server",
+                crate::admin::SERVER_NAME
+            )));
+        }
         if claims.name.is_empty() {
             return Err(TokenError::Invalid("`name` is empty".to_owned()));
         }
@@ -444,6 +450,17 @@ mod tests {
         assert_eq!(
             keys.verify(&keys.mint("u1", "", HOUR)),
             Err(TokenError::Invalid("`name` is empty".to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_servers_own_name_is_no_users_sub() {
+        let keys = keys();
+        assert_eq!(
+            keys.verify(&keys.mint("@server", "mallory", HOUR)),
+            Err(TokenError::Invalid(
+                "`sub` \"@server\" is reserved for the server".to_owned()
+            ))
         );
     }
 

@@ -13,6 +13,7 @@ use crate::limits::Limits;
 use crate::live::Presence;
 use crate::lobby::Lobby;
 use crate::metrics::ActorKind;
+use crate::monitor::Monitor;
 use crate::pool::ArbiterPool;
 use crate::registry::{DisconnectAll, Registry};
 use crate::rooms::{RoomsDirectory, RoomsSettings};
@@ -61,6 +62,8 @@ pub struct Broker {
     pub presence: Addr<Presence>,
     /// The permissioned rooms' settings.
     pub rooms: Arc<RoomsSettings>,
+    /// Samples the figures the operator console shows.
+    pub monitor: Addr<Monitor>,
     pool: Arc<ArbiterPool>,
 }
 
@@ -121,6 +124,8 @@ impl Broker {
         let presence =
             Supervisor::start_in_arbiter(&pool.next(), move |_| Presence::new(evict_after));
 
+        let monitor = Monitor::start_in_arbiter(&pool.next(), |_| Monitor::new());
+
         let limits = Arc::new(settings.limits);
         let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);
         log::info!("broker started: session list epoch {epoch}");
@@ -136,6 +141,7 @@ impl Broker {
             chat: Arc::new(settings.chat),
             presence,
             rooms: Arc::new(settings.rooms),
+            monitor,
             pool,
         })
     }

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -131,6 +131,34 @@ impl Heartbeat {
     }
 }
 
+/// What an operator sees of one connection beyond its address: who it is
+/// and how much it has said and heard. The connection writes it, the
+/// registry reads it for the admin API; sharing atomics spares the hot path
+/// a message per frame.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
+    identity: OnceLock<String>,
+}
+
+impl ConnectionStats {
+    /// Whole messages received (rate-limited ones included).
+    pub fn messages_in(&self) -> u64 {
+        self.messages_in.load(Ordering::Relaxed)
+    }
+
+    /// Frames written to the socket.
+    pub fn messages_out(&self) -> u64 {
+        self.messages_out.load(Ordering::Relaxed)
+    }
+
+    /// The name the client goes by in its protocol, once it has one.
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.get().map(String::as_str)
+    }
+}
+
 /// How others reach a connection: its frames and its close switch.
 #[derive(Clone)]
 pub struct MemberHandle {
@@ -203,6 +231,7 @@ pub struct ConnectionCore {
     outbox: Option<Outbox>,
     /// The batch being written, kept between flushes for its allocation.
     batch: VecDeque<Frames>,
+    stats: Arc<ConnectionStats>,
     _ticket: Ticket,
 }
 
@@ -235,6 +264,7 @@ impl ConnectionCore {
             fragments: None,
             outbox: None,
             batch: VecDeque::new(),
+            stats: Arc::default(),
             _ticket: ticket,
         }
     }
@@ -255,6 +285,13 @@ impl ConnectionCore {
         self.id
     }
 
+    /// Records who the client is in its protocol (a username, a user id),
+    /// for the admin API. The first identity sticks: a connection is one
+    /// client for its whole life.
+    pub fn identify(&self, identity: &str) {
+        let _ = self.stats.identity.set(identity.to_owned());
+    }
+
     /// The handle others use to reach this connection (once it has started).
     pub fn handle<A: WsConnection>(&self, ctx: &WebsocketContext<A>) -> MemberHandle {
         MemberHandle {
@@ -270,10 +307,8 @@ impl ConnectionCore {
     /// Call from the actor's `started`: opens the bounded outbox, starts
     /// the heartbeat and registers the connection.
     pub fn started<A: WsConnection>(&mut self, ctx: &mut WebsocketContext<A>) {
-        self.outbox = Some(Outbox::new(
-            self.limits.outbound_queue,
-            ctx.address().recipient(),
-        ));
+        let outbox = Outbox::new(self.limits.outbound_queue, ctx.address().recipient());
+        self.outbox = Some(outbox.clone());
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
         self.registry.do_send(Connected {
@@ -281,6 +316,8 @@ impl ConnectionCore {
             protocol: self.protocol,
             peer: self.peer,
             disconnect: ctx.address().recipient(),
+            outbox,
+            stats: Arc::clone(&self.stats),
         });
         let Heartbeat {
             interval,
@@ -358,7 +395,14 @@ impl ConnectionCore {
         A: Actor<Context = WebsocketContext<A>>,
     {
         let written = Self::write_frames(ctx, frames);
+        self.count_out(written);
+    }
+
+    fn count_out(&self, written: u64) {
         self.metrics.messages_out.inc_by(written);
+        self.stats
+            .messages_out
+            .fetch_add(written, Ordering::Relaxed);
     }
 
     /// Writes `frames` and says how many there were. A single frame is
@@ -397,7 +441,7 @@ impl ConnectionCore {
             .drain(..)
             .map(|frames| Self::write_frames(ctx, frames))
             .sum();
-        self.metrics.messages_out.inc_by(written);
+        self.count_out(written);
         self.batch = batch;
     }
 
@@ -475,6 +519,7 @@ impl ConnectionCore {
     /// keeps sending after `burst` refusals in a row is closed with 1008.
     fn admit(&mut self, message: Inbound) -> Option<Inbound> {
         self.metrics.messages_in.inc();
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         if self.bucket.take(Instant::now()) {
             self.refused_in_a_row = 0;
             return Some(message);

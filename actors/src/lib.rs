@@ -8,6 +8,7 @@
 //! live once at this level; each protocol has its own folder with a `wire.rs`
 //! holding its exact wire format.
 
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod broker;
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod live;
 pub mod lobby;
 pub mod metrics;
+pub mod monitor;
 pub mod outbox;
 pub mod pool;
 pub mod protocol;

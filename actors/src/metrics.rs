@@ -130,10 +130,38 @@ pub struct ProtocolMetrics {
     pub dropped_rate: IntCounter,
     /// Members removed because they kept dropping messages.
     pub slow_consumers: IntCounter,
+    /// Server-originated messages published into a room or service
+    /// (`POST /api/publish`).
+    pub published: IntCounter,
     /// Recipients per broadcast.
     pub fanout_size: Histogram,
     /// Time to handle one inbound message, in seconds.
     pub handling_seconds: Histogram,
+}
+
+/// The operator's figures at one instant (see [`Metrics::snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// Open connections per protocol, indexed by [`Protocol::index`].
+    pub connections: [u64; 5],
+    /// Chat rooms (Global included).
+    pub chat_rooms: u64,
+    /// Permissioned rooms.
+    pub rooms: u64,
+    /// Concierge services.
+    pub services: u64,
+    /// Listed game sessions.
+    pub sessions: u64,
+    /// Messages received from clients since start.
+    pub messages_in: u64,
+    /// Messages written to clients since start.
+    pub messages_out: u64,
+    /// Messages dropped (slow recipients and rate limits) since start.
+    pub dropped: u64,
+    /// Messages published through the publish API since start.
+    pub published: u64,
+    /// Restarts of supervised actors since start.
+    pub actor_restarts: u64,
 }
 
 /// The concierge gateway's series.
@@ -235,6 +263,11 @@ impl Metrics {
         let slow = counter_vec(
             "switchboard_slow_consumers_total",
             "Members removed from their rooms because their queue stayed full.",
+            labels,
+        );
+        let published = counter_vec(
+            "switchboard_published_total",
+            "Server-originated messages published into a room or service through the publish API.",
             labels,
         );
         let fanout = HistogramVec::new(
@@ -344,6 +377,7 @@ impl Metrics {
                     dropped_slow: dropped.with_label_values(&[p.as_str(), "slow"]),
                     dropped_rate: dropped.with_label_values(&[p.as_str(), "rate"]),
                     slow_consumers: slow.with_label_values(l),
+                    published: published.with_label_values(l),
                     fanout_size: fanout.with_label_values(l),
                     handling_seconds: handling.with_label_values(l),
                 }
@@ -361,6 +395,7 @@ impl Metrics {
         reg(Box::new(messages_out));
         reg(Box::new(dropped));
         reg(Box::new(slow));
+        reg(Box::new(published));
         reg(Box::new(fanout));
         reg(Box::new(handling));
         reg(Box::new(listed_sessions.clone()));
@@ -402,6 +437,28 @@ impl Metrics {
     /// The series of one protocol.
     pub fn protocol(&self, protocol: Protocol) -> &ProtocolMetrics {
         &self.per_protocol[protocol.index()]
+    }
+
+    /// The figures an operator watches, read from the series themselves so
+    /// the console and `/metrics` never disagree.
+    pub fn snapshot(&self) -> Snapshot {
+        let sum = |f: fn(&ProtocolMetrics) -> u64| self.per_protocol.iter().map(f).sum::<u64>();
+        let gauge = |g: &IntGauge| u64::try_from(g.get()).unwrap_or(0);
+        Snapshot {
+            connections: Protocol::ALL.map(|p| gauge(&self.protocol(p).connections)),
+            chat_rooms: gauge(&self.chat.rooms),
+            rooms: gauge(&self.rooms.rooms),
+            services: gauge(&self.concierge.services),
+            sessions: gauge(&self.listed_sessions),
+            messages_in: sum(|p| p.messages_in.get()),
+            messages_out: sum(|p| p.messages_out.get()),
+            dropped: sum(|p| p.dropped_slow.get() + p.dropped_rate.get()),
+            published: sum(|p| p.published.get()),
+            actor_restarts: ActorKind::ALL
+                .iter()
+                .map(|k| self.actor_restarts.with_label_values(&[k.as_str()]).get())
+                .sum(),
+        }
     }
 
     /// Counts one restart of a supervised actor.

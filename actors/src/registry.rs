@@ -8,23 +8,26 @@
 //! part of the directory in its own folder (`sessions::directory`,
 //! `concierge::directory`, `chat::directory`, `rooms::directory`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use crate::chat::ChatDirectory;
 use crate::concierge::ConciergeDirectory;
-use crate::connection::{ConnId, Disconnect};
+use crate::connection::{ConnId, ConnectionStats, Disconnect};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
+use crate::outbox::Outbox;
 use crate::rooms::RoomsDirectory;
 use crate::sessions::ListingDirectory;
 use crate::Protocol;
 
 /// The directory actor. Runs supervised; its state survives a restart.
 pub struct Registry {
-    connections: HashMap<ConnId, ConnectionEntry>,
+    /// Open connections in id order (the admin API pages through them so).
+    pub(crate) connections: BTreeMap<ConnId, ConnectionEntry>,
     pub(crate) listings: ListingDirectory,
     pub(crate) concierge: ConciergeDirectory,
     pub(crate) chat: ChatDirectory,
@@ -33,11 +36,14 @@ pub struct Registry {
 }
 
 /// What the registry knows of one open connection.
-struct ConnectionEntry {
-    protocol: Protocol,
-    peer: Option<SocketAddr>,
-    since: DateTime<Utc>,
-    disconnect: Recipient<Disconnect>,
+pub(crate) struct ConnectionEntry {
+    pub(crate) protocol: Protocol,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) since: DateTime<Utc>,
+    pub(crate) disconnect: Recipient<Disconnect>,
+    /// Its outbound queue, read for the queue depth.
+    pub(crate) outbox: Outbox,
+    pub(crate) stats: Arc<ConnectionStats>,
 }
 
 impl Registry {
@@ -49,7 +55,7 @@ impl Registry {
         rooms: RoomsDirectory,
     ) -> Self {
         Registry {
-            connections: HashMap::new(),
+            connections: BTreeMap::new(),
             listings,
             concierge,
             chat,
@@ -82,6 +88,10 @@ pub struct Connected {
     pub peer: Option<SocketAddr>,
     /// How to close it.
     pub disconnect: Recipient<Disconnect>,
+    /// Its outbound queue (for the admin API's queue depth).
+    pub outbox: Outbox,
+    /// Its counters and identity, written by the connection.
+    pub stats: Arc<ConnectionStats>,
 }
 
 impl Handler<Connected> for Registry {
@@ -100,6 +110,8 @@ impl Handler<Connected> for Registry {
                 peer: msg.peer,
                 since: Utc::now(),
                 disconnect: msg.disconnect,
+                outbox: msg.outbox,
+                stats: msg.stats,
             },
         );
     }

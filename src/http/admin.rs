@@ -1,4 +1,5 @@
-//! The admin-key check shared by every state-changing HTTP API.
+//! The admin-key check shared by every state-changing HTTP API and the
+//! operator console.
 //!
 //! Handlers take an [`Admin`] argument (first, so a missing key answers 401
 //! before the body is even read). The key is compared in constant time.
@@ -27,18 +28,22 @@ fn check(req: &HttpRequest) -> bool {
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return false;
     };
-    let Some(expected) = state.config.admin.api_key.as_ref() else {
-        return false;
-    };
-    let Some(given) = req
-        .headers()
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    keys_match(given.trim().as_bytes(), expected.expose().as_bytes())
+        .is_some_and(|given| is_admin_key(state, given))
+}
+
+/// Whether `given` is the configured admin key (never, when none is set).
+/// For callers that cannot send a header, such as the console's WebSocket.
+pub fn is_admin_key(state: &AppState, given: &str) -> bool {
+    state
+        .config
+        .admin
+        .api_key
+        .as_ref()
+        .is_some_and(|expected| keys_match(given.trim().as_bytes(), expected.expose().as_bytes()))
 }
 
 /// Constant-time comparison (the length is not secret).

@@ -1,14 +1,17 @@
-//! The HTTP surface: observability, the admin-key check, and each protocol's
-//! HTTP API. Every API error is JSON `{"error": "..."}` with a fitting status.
+//! The HTTP surface: observability, the admin-key check, the operator's
+//! API, publish API and console, and each protocol's HTTP API. Every API error is JSON `{"error": "..."}` with a fitting status.
 
 pub mod admin;
+pub mod admin_api;
 pub mod chat;
+pub mod console;
 pub mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod files;
 pub mod live;
 pub mod observe;
+pub mod publish;
 pub mod rooms;
 pub mod sessions;
 
@@ -54,7 +57,10 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
         )
         .route("/metrics", web::get().to(observe::metrics))
         .route("/healthz", web::get().to(observe::healthz))
-        .route("/readyz", web::get().to(observe::readyz));
+        .route("/readyz", web::get().to(observe::readyz))
+        .configure(admin_api::routes)
+        .configure(publish::routes)
+        .configure(console::routes);
         if concierge.enabled {
             cfg.route(&concierge.path, web::get().to(crate::ws::concierge))
                 .configure(files::routes(&concierge.files_path));

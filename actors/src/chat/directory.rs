@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::room::Room;
 use super::wire::{RoomInfo, ServerEvent};
 use super::{ChatSettings, StoredRoom};
-use crate::connection::{ConnId, Frames, MemberHandle};
+use crate::connection::{ConnId, Disconnect, Frames, MemberHandle};
 use crate::lobby::{Announce, Enter, Exit, Lobby};
 use crate::metrics::metrics;
 use crate::pool::ArbiterPool;
@@ -223,6 +223,62 @@ impl Handler<LeaveChat> for Registry {
         }
         dir.lobby.do_send(Exit(msg.conn));
         metrics().chat.members.set(dir.users.len() as i64);
+    }
+}
+
+/// Why an operator could not remove a user from a chat room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveRefused {
+    /// No room has that name.
+    #[error("no chat room has that name")]
+    NoSuchRoom,
+    /// The user is not in that room.
+    #[error("no such user in that chat room")]
+    NotInRoom,
+}
+
+/// An operator removes `username` from `room`. A chat user is always in
+/// exactly one room, so removal ends its connection (the operator close
+/// code, naming the room); the room then sees `user_leave` as for any
+/// departure.
+#[derive(Message)]
+#[rtype(result = "Result<(), RemoveRefused>")]
+pub struct RemoveChatMember {
+    /// The room's name.
+    pub room: String,
+    /// The user's name.
+    pub username: String,
+}
+
+impl Handler<RemoveChatMember> for Registry {
+    type Result = Result<(), RemoveRefused>;
+    fn handle(&mut self, msg: RemoveChatMember, _: &mut Self::Context) -> Self::Result {
+        let dir = &self.chat;
+        let room = *dir
+            .by_name
+            .get(&msg.room)
+            .ok_or(RemoveRefused::NoSuchRoom)?;
+        let user = dir
+            .users
+            .get(&msg.username)
+            .filter(|user| user.room == room)
+            .ok_or(RemoveRefused::NotInRoom)?;
+        let connection = self
+            .connections
+            .get(&user.conn)
+            .ok_or(RemoveRefused::NotInRoom)?;
+        log::info!(
+            "chat user {} removed from room {} by an operator",
+            msg.username,
+            msg.room
+        );
+        connection
+            .disconnect
+            .do_send(Disconnect::by_operator(format!(
+                "removed from room {} by an operator",
+                msg.room
+            )));
+        Ok(())
     }
 }
 

@@ -171,6 +171,7 @@ impl ChatMember {
                 act.send(ctx, ServerEvent::RoomCreate { room });
             }
             act.enter(ctx, entered);
+            act.core.identify(&username);
             log::debug!("chat user {username} joined");
             act.stage = Stage::Joined {
                 username,

@@ -16,9 +16,11 @@ mod member;
 mod room;
 pub mod wire;
 
-pub use directory::{ChatDirectory, EnsureRoom, FindRoom, ListRooms};
+pub use directory::{
+    ChatDirectory, EnsureRoom, FindRoom, ListRooms, RemoveChatMember, RemoveRefused,
+};
 pub use member::ChatMember;
-pub use room::{GetHistory, Purge, Room, Say};
+pub use room::{GetHistory, Notice, Purge, Room, Say};
 
 use crate::store::{Store, StoreError};
 use wire::{HistoryEntry, GLOBAL_ROOM};

@@ -55,11 +55,13 @@ impl Room {
         }
     }
 
-    fn broadcast(&mut self, event: ServerEvent<'_>) {
+    /// Sends `event` to everyone here; answers how many it was handed to.
+    fn broadcast(&mut self, event: ServerEvent<'_>) -> usize {
         let removed = self.members.broadcast(&Frames::One(event.encode().into()));
         if !removed.is_empty() {
             self.present.retain(|(conn, _)| !removed.contains(conn));
         }
+        self.members.len()
     }
 
     fn history(&self) -> Vec<HistoryEntry> {
@@ -268,9 +270,11 @@ impl Handler<Typing> for Room {
     }
 }
 
-/// A `system` notice for the whole room (spoofing warnings).
+/// A `system` notice for the whole room (spoofing warnings, operators'
+/// announcements); answers how many members it was handed to. Notices are
+/// not part of the history.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "usize")]
 pub struct Notice {
     /// How serious.
     pub severity: Severity,
@@ -279,12 +283,12 @@ pub struct Notice {
 }
 
 impl Handler<Notice> for Room {
-    type Result = ();
-    fn handle(&mut self, msg: Notice, _: &mut Self::Context) {
+    type Result = usize;
+    fn handle(&mut self, msg: Notice, _: &mut Self::Context) -> usize {
         self.broadcast(ServerEvent::System {
             severity: msg.severity,
             message: &msg.message,
-        });
+        })
     }
 }
 

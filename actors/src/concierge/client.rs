@@ -199,6 +199,7 @@ impl ConciergeClient {
                             act.core.id(),
                             info.name
                         );
+                        act.core.identify(&info.name);
                         act.stage = Stage::Identified(Arc::new(info));
                     }
                     Err(JoinFailed::NameTaken) => {

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use client::ConciergeClient;
-pub use directory::{ConciergeDirectory, FileKeyOwner};
-pub use service::Service;
+pub use directory::{ConciergeDirectory, FetchClients, FetchServices, FileKeyOwner, FindService};
+pub use service::{PublishRefused, ServerPublish, Service, SERVER_ORIGIN};
 
 /// Settings of the concierge (`[concierge]` in the config).
 #[derive(Debug, Clone)]

@@ -7,13 +7,14 @@
 //! origin, and goes out through the fan-out helper.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use actix::prelude::*;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::wire::{encode_message, ClientInfo, ServiceInfo, Target};
+use crate::admin::SERVER_NAME;
 use crate::connection::{ConnId, Frames, MemberHandle};
 use crate::fanout::{Delivery, FanOut};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
@@ -187,5 +188,42 @@ impl Handler<Publish> for Service {
             _ => return Err(PublishRefused::NotAllowed),
         }
         Ok(())
+    }
+}
+
+/// The origin of a server-originated MESSAGE: shaped like any client's info
+/// so clients parse it as they parse every origin, and marked as the server
+/// by its name (no client can take it), the nil uuid and the `server` tag.
+pub static SERVER_ORIGIN: LazyLock<ClientInfo> = LazyLock::new(|| ClientInfo {
+    name: SERVER_NAME.to_owned(),
+    nickname: Some("Switchboard".to_owned()),
+    uuid: Uuid::nil(),
+    tags: vec!["server".to_owned()],
+});
+
+/// A message the server publishes through the service (the publish API):
+/// every subscriber gets a MESSAGE from [`SERVER_ORIGIN`] with target
+/// `SERVICE`, as if the owner had sent it. Answers how many subscribers it
+/// was handed to.
+#[derive(Message)]
+#[rtype(result = "Result<usize, PublishRefused>")]
+pub struct ServerPublish {
+    /// The data, verbatim.
+    pub data: Box<RawValue>,
+}
+
+impl Handler<ServerPublish> for Service {
+    type Result = Result<usize, PublishRefused>;
+    fn handle(&mut self, msg: ServerPublish, _: &mut Self::Context) -> Self::Result {
+        if self.deleted {
+            return Err(PublishRefused::Deleted);
+        }
+        let target = Target::Service {
+            service: self.header.name.clone(),
+        };
+        let frame = encode_message(&SERVER_ORIGIN, Some(&self.header), &target, &msg.data);
+        let removed = self.subscribers.broadcast(&Frames::One(frame.into()));
+        self.forget(&removed);
+        Ok(self.subscribers.len())
     }
 }

@@ -64,6 +64,7 @@ impl LiveClient {
         store: StoreHandle,
         presence: Addr<Presence>,
     ) -> Self {
+        core.identify(&me.id);
         LiveClient {
             core,
             me: Arc::new(me),

@@ -8,27 +8,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
 use uuid::Uuid;
 
 use super::directory::{CreateRoom, FindRoom, NotifyUser, UserOffline, UserOnline};
-use super::room::{Enter, Exit, Invite, IsMember, Kick, MarkRead, Room, Say};
+use super::room::{Enter, Exit, Invite, IsMember, Kick, Kicker, MarkRead, Room, Say};
 use super::wire::{Command, Event};
-use super::{Refusal, RoomsSettings};
+use super::{now_ms, Refusal, RoomsSettings};
 use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
 use crate::registry::Registry;
 
 /// Longest room name.
 const MAX_ROOM_NAME: usize = 100;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// One connection of a rooms user.
 pub struct RoomsClient {
@@ -55,6 +49,7 @@ impl RoomsClient {
         registry: Addr<Registry>,
         settings: Arc<RoomsSettings>,
     ) -> Self {
+        core.identify(&user);
         RoomsClient {
             core,
             user: user.into(),
@@ -294,7 +289,7 @@ impl RoomsClient {
             } => self.settle(ctx, async move {
                 let room = find(room_id).await?;
                 let kick = Kick {
-                    by: user,
+                    by: Kicker::User(user),
                     user: user_id,
                     message,
                     permanent,

@@ -17,11 +17,18 @@ mod member;
 mod room;
 pub mod wire;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use directory::{AllRooms, CreateRoom, RoomsDirectory};
+pub use directory::{AllRooms, CreateRoom, FindRoom, RoomsDirectory};
 pub use member::RoomsClient;
-pub use room::{Room, RoomInfo, RoomSummary};
+
+/// Now as the protocol's `time`: UNIX milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+pub use room::{Kick, Kicker, Room, RoomInfo, RoomSummary, ServerSay};
 
 /// Settings of the permissioned rooms (`[rooms]` in the config).
 #[derive(Debug, Clone)]
@@ -97,6 +104,9 @@ pub enum Refusal {
     /// The connection has not entered the room.
     #[error("you have not entered this room")]
     NotInRoom,
+    /// The user to act on has not entered the room.
+    #[error("that user is not in this room")]
+    TargetNotInRoom,
     /// The connection is in the room already.
     #[error("you are already in this room")]
     AlreadyIn,

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::wire::Event;
 use super::{Grant, Refusal, StoredRoom};
+use crate::admin::SERVER_NAME;
 use crate::connection::{ConnId, Frames, MemberHandle};
 use crate::fanout::FanOut;
 use crate::metrics::{metrics, ActorGauge, ActorKind};
@@ -165,7 +166,7 @@ impl Room {
         }
     }
 
-    fn publish(&mut self, user: &str, content: &str, time: i64) {
+    fn publish(&mut self, user: &str, content: &str, time: i64) -> usize {
         let message_id = self.next_id;
         self.next_id += 1;
         let room_id = self.id;
@@ -177,6 +178,7 @@ impl Room {
             room_id,
         });
         metrics().rooms.messages.inc();
+        self.members.len()
     }
 }
 
@@ -277,34 +279,69 @@ pub struct Say {
 impl Handler<Say> for Room {
     type Result = AtomicResponse<Self, Result<(), Refusal>>;
     fn handle(&mut self, msg: Say, _: &mut Self::Context) -> Self::Result {
-        let user = match self.present.get(&msg.conn) {
-            Some(user) => user.clone(),
-            None => return AtomicResponse::new(Box::pin(fut::ready(Err(Refusal::NotInRoom)))),
+        let Some(user) = self.present.get(&msg.conn).cloned() else {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(Refusal::NotInRoom))));
         };
+        AtomicResponse::new(Box::pin(
+            self.say(user, msg.content, msg.time)
+                .map(|said, _, _| said.map(drop)),
+        ))
+    }
+}
+
+/// A message the server publishes into the room (the publish API), from
+/// [`SERVER_NAME`], stamped now and numbered like any other; answers how
+/// many members it was handed to.
+#[derive(Message)]
+#[rtype(result = "Result<usize, Refusal>")]
+pub struct ServerSay {
+    /// What it says.
+    pub content: String,
+}
+
+impl Handler<ServerSay> for Room {
+    type Result = AtomicResponse<Self, Result<usize, Refusal>>;
+    fn handle(&mut self, msg: ServerSay, _: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(Box::pin(self.say(
+            SERVER_NAME.to_owned(),
+            msg.content,
+            super::now_ms(),
+        )))
+    }
+}
+
+impl Room {
+    /// Publishes a message from `user` under the next id, reserving a new
+    /// block of ids durably first when the reserved ones are spent (the room
+    /// handles nothing else until then). Answers how many members got it.
+    fn say(
+        &mut self,
+        user: String,
+        content: String,
+        time: i64,
+    ) -> ResponseActFuture<Self, Result<usize, Refusal>> {
         if self.next_id <= self.reserved {
-            self.publish(&user, &msg.content, msg.time);
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+            return Box::pin(fut::ready(Ok(self.publish(&user, &content, time))));
         }
-        // Out of reserved ids: reserve the next block durably first; the
-        // room handles nothing else until then.
         let up_to = self.reserved + ID_BLOCK;
         let reserve = self.store.send(ReserveMessageIds {
             room_id: self.id.to_string(),
             up_to,
         });
-        AtomicResponse::new(Box::pin(reserve.into_actor(self).map(
-            move |reserved, room, _| match reserved {
-                Ok(Ok(())) => {
-                    room.reserved = up_to;
-                    room.publish(&user, &msg.content, msg.time);
-                    Ok(())
-                }
-                other => {
-                    log::error!("room {}: reserving message ids failed: {other:?}", room.id);
-                    Err(Refusal::Internal)
-                }
-            },
-        )))
+        Box::pin(
+            reserve
+                .into_actor(self)
+                .map(move |reserved, room, _| match reserved {
+                    Ok(Ok(())) => {
+                        room.reserved = up_to;
+                        Ok(room.publish(&user, &content, time))
+                    }
+                    other => {
+                        log::error!("room {}: reserving message ids failed: {other:?}", room.id);
+                        Err(Refusal::Internal)
+                    }
+                }),
+        )
     }
 }
 
@@ -362,15 +399,15 @@ impl Handler<Invite> for Room {
     }
 }
 
-/// An admin kicks `user` out: each of its connections in the room gets
-/// `kick` and leaves at once, the rest of the room gets `exit`. A permanent
-/// kick is a ban (and ends any invite), committed to the store before
-/// anyone is told.
+/// An admin or an operator kicks `user` out: each of its connections in
+/// the room gets `kick` and leaves at once, the rest of the room gets
+/// `exit`. A permanent kick is a ban (and ends any invite), committed to the
+/// store before anyone is told.
 #[derive(Message)]
 #[rtype(result = "Result<(), Refusal>")]
 pub struct Kick {
-    /// The admin.
-    pub by: String,
+    /// Who kicks.
+    pub by: Kicker,
     /// Who is kicked.
     pub user: String,
     /// Shown to the kicked user.
@@ -379,11 +416,28 @@ pub struct Kick {
     pub permanent: bool,
 }
 
+/// Who kicks someone out of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kicker {
+    /// A user, who must be one of the room's admins.
+    User(String),
+    /// An operator through the admin API: no grant needed, but the user
+    /// must be in the room (there is nobody to kick otherwise).
+    Operator,
+}
+
 impl Handler<Kick> for Room {
     type Result = AtomicResponse<Self, Result<(), Refusal>>;
     fn handle(&mut self, msg: Kick, _: &mut Self::Context) -> Self::Result {
-        if !self.admins.contains(&msg.by) {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(Refusal::NotAdmin))));
+        let refused = match &msg.by {
+            Kicker::User(admin) if !self.admins.contains(admin) => Some(Refusal::NotAdmin),
+            Kicker::Operator if !self.present.values().any(|u| *u == msg.user) => {
+                Some(Refusal::TargetNotInRoom)
+            }
+            _ => None,
+        };
+        if let Some(refusal) = refused {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(refusal))));
         }
         let changes = if msg.permanent {
             vec![

@@ -1,0 +1,203 @@
+//! What the operator console asks of the registry: the open connections,
+//! page by page, and closing one of them.
+//!
+//! The figures (counts, rates) come from the metrics themselves
+//! ([`crate::metrics::Metrics::snapshot`]); rooms, services and sessions are
+//! listed with each protocol's own directory messages; publishing goes
+//! through each protocol's room or service actor, like a client's message.
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::connection::{ConnId, Disconnect};
+use crate::registry::{ConnectionEntry, Registry};
+use crate::Protocol;
+
+/// The close code of a connection an operator ends (1008 Policy Violation:
+/// the client should not simply reconnect and carry on).
+pub const OPERATOR_CLOSE_CODE: u16 = 1008;
+
+/// The name a server-originated message goes by where a protocol names its
+/// sender (a rooms `user_id`, a concierge origin). No client can hold it:
+/// `@` is outside chat and concierge names, and a token whose `sub` is this
+/// name is refused.
+pub const SERVER_NAME: &str = "@server";
+
+/// Which part of a list to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Items to skip.
+    pub offset: usize,
+    /// Items to show at most.
+    pub limit: usize,
+}
+
+/// One window of a list, with how many items matched in all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// Items that matched, before the window.
+    pub total: usize,
+    /// The items in the window.
+    pub items: Vec<T>,
+}
+
+impl<T> Page<T> {
+    /// The window of `items` (already filtered and ordered).
+    pub fn of(items: impl IntoIterator<Item = T>, window: Window) -> Self {
+        let mut total = 0;
+        let items = items
+            .into_iter()
+            .inspect(|_| total += 1)
+            .skip(window.offset)
+            .take(window.limit)
+            .collect::<Vec<_>>();
+        Page { total, items }
+    }
+}
+
+/// Whether `haystack` contains `needle`, ignoring ASCII case; `needle` is
+/// already lower-case.
+pub fn matches(haystack: &str, needle: &str) -> bool {
+    haystack.to_ascii_lowercase().contains(needle)
+}
+
+/// One open connection as an operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionInfo {
+    /// The connection's id (what `disconnect` takes).
+    pub id: ConnId,
+    /// Its protocol.
+    pub protocol: &'static str,
+    /// The peer's address, when known.
+    pub peer: Option<String>,
+    /// Who the client is in its protocol, once known.
+    pub identity: Option<String>,
+    /// When the connection opened.
+    pub connected_since: DateTime<Utc>,
+    /// Whole messages received from the client.
+    pub messages_in: u64,
+    /// Frames written to the client.
+    pub messages_out: u64,
+    /// Deliveries waiting in its outbound queue.
+    pub queue_depth: usize,
+}
+
+impl ConnectionInfo {
+    fn of(id: ConnId, entry: &ConnectionEntry) -> Self {
+        ConnectionInfo {
+            id,
+            protocol: entry.protocol.as_str(),
+            peer: entry.peer.map(|p| p.to_string()),
+            identity: entry.stats.identity().map(str::to_owned),
+            connected_since: entry.since,
+            messages_in: entry.stats.messages_in(),
+            messages_out: entry.stats.messages_out(),
+            queue_depth: entry.outbox.len(),
+        }
+    }
+
+    /// Whether the search text (lower-case) finds this connection.
+    fn found_by(&self, search: &str) -> bool {
+        self.id.to_string().contains(search)
+            || self.protocol.contains(search)
+            || self.peer.as_deref().is_some_and(|p| matches(p, search))
+            || self.identity.as_deref().is_some_and(|i| matches(i, search))
+    }
+}
+
+/// The open connections in id order, optionally of one protocol and
+/// matching a search (id, protocol, peer or identity, ignoring case).
+#[derive(Message)]
+#[rtype(result = "Page<ConnectionInfo>")]
+pub struct ListConnections {
+    /// Only this protocol's connections.
+    pub protocol: Option<Protocol>,
+    /// Text to look for.
+    pub search: Option<String>,
+    /// The window to answer.
+    pub window: Window,
+}
+
+impl Handler<ListConnections> for Registry {
+    type Result = MessageResult<ListConnections>;
+    fn handle(&mut self, msg: ListConnections, _: &mut Self::Context) -> Self::Result {
+        let search = msg.search.map(|s| s.to_ascii_lowercase());
+        let found = self
+            .connections
+            .iter()
+            .filter(|(_, entry)| msg.protocol.is_none_or(|p| p == entry.protocol))
+            .map(|(&id, entry)| ConnectionInfo::of(id, entry))
+            .filter(|info| search.as_deref().is_none_or(|s| info.found_by(s)));
+        MessageResult(Page::of(found, msg.window))
+    }
+}
+
+/// Closes one connection with the given close frame; answers whether it
+/// was open.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct DisconnectConnection {
+    /// The connection.
+    pub id: ConnId,
+    /// The close frame it gets.
+    pub close: Disconnect,
+}
+
+impl Handler<DisconnectConnection> for Registry {
+    type Result = bool;
+    fn handle(&mut self, msg: DisconnectConnection, _: &mut Self::Context) -> bool {
+        let Some(entry) = self.connections.get(&msg.id) else {
+            return false;
+        };
+        log::info!(
+            "{} connection {} disconnected by an operator: {}",
+            entry.protocol,
+            msg.id,
+            msg.close.reason
+        );
+        entry.disconnect.do_send(msg.close);
+        true
+    }
+}
+
+impl Disconnect {
+    /// An operator ends the connection, telling the client why.
+    pub fn by_operator(reason: impl Into<String>) -> Self {
+        Disconnect {
+            code: OPERATOR_CLOSE_CODE,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_counts_every_match_and_shows_its_window() {
+        let page = Page::of(
+            1..=7,
+            Window {
+                offset: 5,
+                limit: 3,
+            },
+        );
+        assert_eq!((page.total, page.items), (7, vec![6, 7]));
+        let past_the_end = Page::of(
+            1..=7,
+            Window {
+                offset: 9,
+                limit: 3,
+            },
+        );
+        assert_eq!((past_the_end.total, past_the_end.items), (7, vec![]));
+    }
+
+    #[test]
+    fn search_ignores_case() {
+        assert!(matches("Alice", "ali"));
+        assert!(!matches("Bob", "ali"));
+    }
+}

@@ -1,0 +1,281 @@
+//! The Monitor actor: samples the broker's figures once a second for the
+//! operator console.
+//!
+//! Each tick reads [`Metrics::snapshot`](crate::metrics::Metrics::snapshot),
+//! turns the counters into per-second rates, keeps the last
+//! [`HISTORY`] samples (so a console that opens draws its charts at once)
+//! and pushes the sample, encoded once, to every console watching. The
+//! overview of the admin API is the same sample taken on demand.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::metrics::{metrics, Snapshot};
+use crate::Protocol;
+
+/// Samples kept for a console that opens: five minutes at one a second.
+pub const HISTORY: usize = 300;
+
+/// Time between samples.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// The broker's figures at one instant, as the console and
+/// `GET /api/admin/overview` show them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// When it was taken (RFC 3339, milliseconds).
+    pub time: String,
+    /// The broker's version.
+    pub version: &'static str,
+    /// When the broker started (RFC 3339).
+    pub started_at: String,
+    /// Whole seconds since then.
+    pub uptime_seconds: u64,
+    /// Open connections, in all and per protocol.
+    pub connections: Connections,
+    /// Chat rooms (Global included).
+    pub chat_rooms: u64,
+    /// Permissioned rooms.
+    pub rooms: u64,
+    /// Concierge services.
+    pub services: u64,
+    /// Listed game sessions.
+    pub sessions: u64,
+    /// Messages received per second over the last tick.
+    pub messages_in_per_second: f64,
+    /// Messages written per second over the last tick.
+    pub messages_out_per_second: f64,
+    /// Messages received since start.
+    pub messages_in_total: u64,
+    /// Messages written since start.
+    pub messages_out_total: u64,
+    /// Messages dropped (slow recipients, rate limits) since start.
+    pub dropped_total: u64,
+    /// Supervised actor restarts since start.
+    pub actor_restarts_total: u64,
+    /// Messages published through the publish API since start.
+    pub published_total: u64,
+}
+
+/// Open connections, in all and per protocol.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Connections {
+    /// Every protocol together.
+    pub total: u64,
+    /// Concierge clients.
+    pub concierge: u64,
+    /// Chat users.
+    pub chat: u64,
+    /// Session-list watchers.
+    pub sessions: u64,
+    /// Live-presence clients.
+    pub live: u64,
+    /// Permissioned-rooms clients.
+    pub rooms: u64,
+}
+
+impl Connections {
+    fn of(snapshot: &Snapshot) -> Self {
+        let of = |p: Protocol| snapshot.connections[p.index()];
+        Connections {
+            total: snapshot.connections.iter().sum(),
+            concierge: of(Protocol::Concierge),
+            chat: of(Protocol::Chat),
+            sessions: of(Protocol::Sessions),
+            live: of(Protocol::Live),
+            rooms: of(Protocol::Rooms),
+        }
+    }
+}
+
+/// A frame for consoles, encoded once and shared by all of them.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct ConsoleFrame(pub ByteString);
+
+/// The monitor actor (one per broker).
+pub struct Monitor {
+    started: DateTime<Utc>,
+    since: Instant,
+    last: (Instant, Snapshot),
+    /// Rates of the last tick (in, out).
+    rates: (f64, f64),
+    history: VecDeque<Sample>,
+    watchers: HashMap<u64, Recipient<ConsoleFrame>>,
+    next_watcher: u64,
+}
+
+impl Monitor {
+    /// A monitor whose clock starts now.
+    pub fn new() -> Self {
+        Monitor {
+            started: Utc::now(),
+            since: Instant::now(),
+            last: (Instant::now(), metrics().snapshot()),
+            rates: (0.0, 0.0),
+            history: VecDeque::with_capacity(HISTORY),
+            watchers: HashMap::new(),
+            next_watcher: 1,
+        }
+    }
+
+    fn sample(&self, snapshot: &Snapshot) -> Sample {
+        Sample {
+            time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: self.started.to_rfc3339_opts(SecondsFormat::Secs, true),
+            uptime_seconds: self.since.elapsed().as_secs(),
+            connections: Connections::of(snapshot),
+            chat_rooms: snapshot.chat_rooms,
+            rooms: snapshot.rooms,
+            services: snapshot.services,
+            sessions: snapshot.sessions,
+            messages_in_per_second: self.rates.0,
+            messages_out_per_second: self.rates.1,
+            messages_in_total: snapshot.messages_in,
+            messages_out_total: snapshot.messages_out,
+            dropped_total: snapshot.dropped,
+            actor_restarts_total: snapshot.actor_restarts,
+            published_total: snapshot.published,
+        }
+    }
+
+    fn tick(&mut self) {
+        let (now, snapshot) = (Instant::now(), metrics().snapshot());
+        let (then, before) = std::mem::replace(&mut self.last, (now, snapshot));
+        let seconds = now.duration_since(then).as_secs_f64().max(f64::EPSILON);
+        let rate = |after: u64, before: u64| round2(after.saturating_sub(before) as f64 / seconds);
+        self.rates = (
+            rate(snapshot.messages_in, before.messages_in),
+            rate(snapshot.messages_out, before.messages_out),
+        );
+        let sample = self.sample(&snapshot);
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(sample.clone());
+        if self.watchers.is_empty() {
+            return;
+        }
+        let frame = ConsoleFrame(encode(&Tagged {
+            kind: "sample",
+            sample: &sample,
+        }));
+        for watcher in self.watchers.values() {
+            watcher.do_send(frame.clone());
+        }
+    }
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Monitor::new()
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[derive(Serialize)]
+struct Tagged<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    sample: &'a Sample,
+}
+
+#[derive(Serialize)]
+struct History<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    samples: &'a VecDeque<Sample>,
+}
+
+fn encode<T: Serialize>(value: &T) -> ByteString {
+    serde_json::to_string(value)
+        .expect("samples always encode")
+        .into()
+}
+
+impl Actor for Monitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(TICK, |monitor, _| monitor.tick());
+    }
+}
+
+/// The overview now: counts as they are, rates of the last tick.
+#[derive(Message)]
+#[rtype(result = "Sample")]
+pub struct Overview;
+
+impl Handler<Overview> for Monitor {
+    type Result = MessageResult<Overview>;
+    fn handle(&mut self, _: Overview, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.sample(&metrics().snapshot()))
+    }
+}
+
+/// A console starts watching: it is sent the samples kept so far at once
+/// (`{"type":"history","samples":[...]}`), then every new one.
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct Watch(pub Recipient<ConsoleFrame>);
+
+impl Handler<Watch> for Monitor {
+    type Result = u64;
+    fn handle(&mut self, Watch(watcher): Watch, _: &mut Self::Context) -> u64 {
+        watcher.do_send(ConsoleFrame(encode(&History {
+            kind: "history",
+            samples: &self.history,
+        })));
+        let id = self.next_watcher;
+        self.next_watcher += 1;
+        self.watchers.insert(id, watcher);
+        id
+    }
+}
+
+/// A console stopped watching (the id [`Watch`] answered).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unwatch(pub u64);
+
+impl Handler<Unwatch> for Monitor {
+    type Result = ();
+    fn handle(&mut self, Unwatch(id): Unwatch, _: &mut Self::Context) {
+        self.watchers.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_tagged_for_the_wire_is_flat() {
+        let monitor = Monitor::new();
+        let sample = monitor.sample(&Snapshot {
+            connections: [1, 2, 0, 0, 3],
+            ..Snapshot::default()
+        });
+        let text = encode(&Tagged {
+            kind: "sample",
+            sample: &sample,
+        });
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["type"], "sample");
+        assert_eq!(
+            value["connections"],
+            serde_json::json!({"total": 6, "concierge": 1, "chat": 2, "sessions": 3, "live": 0, "rooms": 0})
+        );
+        assert_eq!(value["messages_in_per_second"], 0.0);
+    }
+}

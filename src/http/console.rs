@@ -1,0 +1,209 @@
+//! The operator console: a web page embedded in the binary (served at
+//! `/console`, no outside resources, so it works offline) and the WebSocket
+//! that pushes it the broker's figures every second.
+//!
+//! A browser cannot put the admin key in a WebSocket upgrade's headers, and
+//! a key in the URL would end up in logs, so the console's socket opens
+//! without it and must send `{"key": "..."}` first; until then it gets
+//! nothing, and a wrong or missing key closes it with 1008.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
+use serde::Deserialize;
+use switchboard_actors::monitor::{ConsoleFrame, Monitor, Unwatch, Watch};
+
+use super::admin::is_admin_key;
+use super::{ApiError, AppState};
+
+/// Consoles open at once, at most: each costs a sample a second.
+pub const MAX_CONSOLES: usize = 16;
+
+/// Time a console has to send its key.
+const KEY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest frame a console may send (its key).
+const MAX_CONSOLE_FRAME: usize = 4096;
+
+/// How often the broker pings a console, so idle proxies keep its socket.
+const PING_INTERVAL: Duration = Duration::from_secs(15);
+
+const INDEX: &str = include_str!("../console/index.html");
+const SCRIPT: &str = include_str!("../console/console.js");
+const STYLE: &str = include_str!("../console/console.css");
+
+/// The page may load only its own script and style and talk only to its
+/// own origin.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
+
+/// Mounts the page and its assets.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let asset = |content_type: &'static str, body: &'static str| {
+        move || async move { asset_response(content_type, body) }
+    };
+    cfg.route(
+        "/console",
+        web::get().to(asset("text/html; charset=utf-8", INDEX)),
+    )
+    .route(
+        "/console/",
+        web::get().to(asset("text/html; charset=utf-8", INDEX)),
+    )
+    .route(
+        "/console/console.js",
+        web::get().to(asset("text/javascript; charset=utf-8", SCRIPT)),
+    )
+    .route(
+        "/console/console.css",
+        web::get().to(asset("text/css; charset=utf-8", STYLE)),
+    );
+}
+
+fn asset_response(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(body)
+}
+
+/// Counts open consoles; a slot is given back when its socket ends.
+static OPEN_CONSOLES: AtomicUsize = AtomicUsize::new(0);
+
+struct ConsoleSlot;
+
+impl ConsoleSlot {
+    fn take() -> Option<ConsoleSlot> {
+        OPEN_CONSOLES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < MAX_CONSOLES).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| ConsoleSlot)
+    }
+}
+
+impl Drop for ConsoleSlot {
+    fn drop(&mut self) {
+        OPEN_CONSOLES.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `GET /api/admin/live`: the console's feed (key in the first frame).
+pub async fn live(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    crate::ws::check_origin(&req, &state)?;
+    let slot = ConsoleSlot::take().ok_or_else(|| {
+        ApiError::Unavailable(format!(
+            "at most {MAX_CONSOLES} consoles may be open at once"
+        ))
+    })?;
+    let watcher = ConsoleWatcher {
+        state: state.into_inner(),
+        watching: None,
+        _slot: slot,
+    };
+    ws::WsResponseBuilder::new(watcher, &req, stream)
+        .frame_size(MAX_CONSOLE_FRAME)
+        .start()
+}
+
+/// One console's socket.
+struct ConsoleWatcher {
+    state: Arc<AppState>,
+    /// The monitor's id for this console, once it sent the key.
+    watching: Option<u64>,
+    _slot: ConsoleSlot,
+}
+
+/// The console's first frame.
+#[derive(Deserialize)]
+struct KeyFrame {
+    key: String,
+}
+
+impl ConsoleWatcher {
+    fn monitor(&self) -> &Addr<Monitor> {
+        &self.state.broker.monitor
+    }
+
+    fn refuse(ctx: &mut WebsocketContext<Self>, reason: &str) {
+        ctx.close(Some(CloseReason {
+            code: CloseCode::Policy,
+            description: Some(reason.to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    fn unlock(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+        let key = serde_json::from_str::<KeyFrame>(text).map(|frame| frame.key);
+        if !key.is_ok_and(|key| is_admin_key(&self.state, &key)) {
+            log::warn!("console refused: invalid admin key");
+            return Self::refuse(ctx, "invalid admin key");
+        }
+        self.monitor()
+            .send(Watch(ctx.address().recipient()))
+            .into_actor(self)
+            .map(|watching, console, ctx| match watching {
+                Ok(id) => console.watching = Some(id),
+                Err(_) => ctx.stop(),
+            })
+            .wait(ctx);
+    }
+}
+
+impl Actor for ConsoleWatcher {
+    type Context = WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_later(KEY_TIMEOUT, |console, ctx| {
+            if console.watching.is_none() {
+                Self::refuse(ctx, "no key");
+            }
+        });
+        ctx.run_interval(PING_INTERVAL, |_, ctx| ctx.ping(b""));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(id) = self.watching {
+            self.monitor().do_send(Unwatch(id));
+        }
+    }
+}
+
+impl Handler<ConsoleFrame> for ConsoleWatcher {
+    type Result = ();
+    fn handle(&mut self, ConsoleFrame(frame): ConsoleFrame, ctx: &mut Self::Context) {
+        ctx.text(frame);
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConsoleWatcher {
+    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        match item {
+            Ok(ws::Message::Text(text)) if self.watching.is_none() => self.unlock(&text, ctx),
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::debug!("console socket error: {e}");
+                ctx.stop();
+            }
+        }
+    }
+}
