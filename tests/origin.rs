@@ -1,5 +1,6 @@
 //! `server.allowed_origins`: WebSocket upgrades from an unlisted browser
-//! origin answer 403 on every protocol, and the chat API's CORS allows
+//! origin answer 403 on every protocol and on the console's socket (which
+//! also takes the broker's own origin), and the chat API's CORS allows
 //! exactly the listed origins (any origin when the list is empty).
 
 mod common;
@@ -73,6 +74,21 @@ fn handshake(
     let mut body = vec![0u8; if status == 101 { 0 } else { length }];
     stream.read_exact(&mut body).expect("answer body");
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The console's live socket serves the console page, which runs on the
+/// broker's own origin: that origin passes without being listed, a listed
+/// one passes too, any other page is refused.
+#[test]
+fn the_console_socket_takes_its_own_origin_and_the_listed_ones() {
+    let broker = guarded();
+    let own = format!("http://{}", broker.addr);
+    for origin in [Some(own.as_str()), Some(APP), None] {
+        let (status, body) = handshake(&broker.addr, "/api/admin/live", origin, None);
+        assert_eq!(status, 101, "from {origin:?}: {body}");
+    }
+    let (status, body) = handshake(&broker.addr, "/api/admin/live", Some(EVIL), None);
+    assert_eq!(status, 403, "{body}");
 }
 
 #[test]
