@@ -45,14 +45,11 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// The window of `items` (already filtered and ordered).
     pub fn of(items: impl IntoIterator<Item = T>, window: Window) -> Self {
-        let mut total = 0;
-        let items = items
-            .into_iter()
-            .inspect(|_| total += 1)
-            .skip(window.offset)
-            .take(window.limit)
-            .collect::<Vec<_>>();
-        Page { total, items }
+        let mut items = items.into_iter();
+        let skipped = items.by_ref().take(window.offset).count();
+        let page: Vec<T> = items.by_ref().take(window.limit).collect();
+        let total = skipped + page.len() + items.count();
+        Page { total, items: page }
     }
 }
 
