@@ -4,6 +4,7 @@
 
 const KEY_STORAGE = 'switchboard.console.key';
 const WINDOW_MS = 5 * 60 * 1000;
+const MIN_SPAN_MS = 60 * 1000; // a young broker's charts cover at least a minute
 const PAGE_SIZE = 50;
 const LIST_REFRESH_MS = 5000;
 const SEARCH_DEBOUNCE_MS = 250;
@@ -193,6 +194,7 @@ async function onLoginSubmit(event) {
   const submit = $('login-submit');
   submit.disabled = true;
   submit.textContent = 'Signing in…';
+  $('login-error').hidden = true;
   try {
     await signIn(key);
   } catch (error) {
@@ -237,10 +239,14 @@ function renderStats(o) {
 
 // ---------------------------------------------------------------- charts
 
-/** A time-series line chart over the last WINDOW_MS, drawn on a canvas. */
+/**
+ * A time-series line chart drawn on a canvas: the span of the samples held,
+ * at least MIN_SPAN_MS and at most WINDOW_MS, ending at the newest sample.
+ */
 class LineChart {
-  constructor(canvas, legend, series, { decimals }) {
+  constructor(canvas, legend, caption, series, { decimals }) {
     this.canvas = canvas;
+    this.caption = caption;
     this.series = series;
     this.decimals = decimals;
     this.points = [];
@@ -276,14 +282,16 @@ class LineChart {
     const height = this.canvas.clientHeight;
     const plot = { left: 44, right: width - 12, top: 8, bottom: height - 22 };
     const end = this.points.length ? this.points[this.points.length - 1].t : Date.now();
-    return { width, height, plot, start: end - WINDOW_MS, end };
+    const first = this.points.length ? this.points[0].t : end;
+    const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, end - first));
+    return { width, height, plot, start: end - span, end, span };
   }
 
   onHover(event) {
     if (!this.points.length) return;
-    const { plot, start } = this.layout();
+    const { plot, start, span } = this.layout();
     const rect = this.canvas.getBoundingClientRect();
-    const t = start + ((event.clientX - rect.left - plot.left) / (plot.right - plot.left)) * WINDOW_MS;
+    const t = start + ((event.clientX - rect.left - plot.left) / (plot.right - plot.left)) * span;
     let best = 0;
     for (let i = 1; i < this.points.length; i++) {
       if (Math.abs(this.points[i].t - t) < Math.abs(this.points[best].t - t)) best = i;
@@ -294,8 +302,9 @@ class LineChart {
 
   draw() {
     const { canvas } = this;
-    const { width, height, plot, start } = this.layout();
+    const { width, height, plot, start, end, span } = this.layout();
     if (!width || !height) return;
+    this.caption.textContent = `last ${Math.round(span / 60000)} min`;
     const ratio = window.devicePixelRatio || 1;
     if (canvas.width !== Math.round(width * ratio) || canvas.height !== Math.round(height * ratio)) {
       canvas.width = Math.round(width * ratio);
@@ -311,7 +320,7 @@ class LineChart {
     const visible = this.points.filter((p) => p.t >= start);
     const peak = Math.max(0, ...visible.flatMap((p) => p.values.filter(Number.isFinite)));
     const { max, step } = niceScale(peak, this.decimals ? 1 : 4);
-    const x = (t) => plot.left + ((t - start) / WINDOW_MS) * (plot.right - plot.left);
+    const x = (t) => plot.left + ((t - start) / span) * (plot.right - plot.left);
     const y = (v) => plot.bottom - (v / max) * (plot.bottom - plot.top);
 
     // Grid and axes.
@@ -328,12 +337,12 @@ class LineChart {
       ctx.stroke();
       ctx.fillText(step < 1 ? rateFormat.format(v) : formatCount(v), plot.left - 6, py);
     }
-    ctx.textAlign = 'center';
     ctx.textBaseline = 'alphabetic';
-    for (let minute = 5; minute >= 0; minute--) {
-      const px = x(start + WINDOW_MS - minute * 60000);
-      ctx.textAlign = minute === 5 ? 'left' : minute === 0 ? 'right' : 'center';
-      ctx.fillText(minute === 0 ? 'now' : `−${minute} min`, px, height - 6);
+    const tick = span <= 60000 ? 15000 : span <= 150000 ? 30000 : 60000;
+    for (let ago = 0; ago <= span; ago += tick) {
+      const label = ago === 0 ? 'now' : ago % 60000 === 0 ? `−${ago / 60000} min` : `−${ago / 1000} s`;
+      ctx.textAlign = ago === 0 ? 'right' : ago + tick > span ? 'left' : 'center';
+      ctx.fillText(label, x(end - ago), height - 6);
     }
 
     if (!visible.length) {
@@ -420,8 +429,8 @@ function niceScale(peak, minimum) {
 }
 
 const charts = [
-  new LineChart($('chart-connections'), $('legend-connections'), [{ label: 'Open', color: '--chart-1', fill: true }], { decimals: false }),
-  new LineChart($('chart-messages'), $('legend-messages'), [
+  new LineChart($('chart-connections'), $('legend-connections'), $('span-connections'), [{ label: 'Open', color: '--chart-1', fill: true }], { decimals: false }),
+  new LineChart($('chart-messages'), $('legend-messages'), $('span-messages'), [
     { label: 'In', color: '--chart-2', fill: true },
     { label: 'Out', color: '--chart-3', fill: false },
   ], { decimals: true }),
@@ -570,7 +579,14 @@ function protocolBadge(protocol) {
 function ageSince(text) {
   const t = Date.parse(text);
   if (!Number.isFinite(t)) return el('span', {}, '–');
-  return el('time', { datetime: text, title: formatDate(text) }, formatDuration((Date.now() - t) / 1000));
+  return el('time', { datetime: text, title: formatDate(text), 'data-age': '' }, formatDuration((Date.now() - t) / 1000));
+}
+
+/** Brings the "for how long" cells of rows that did not change up to date. */
+function refreshAges(root) {
+  for (const node of root.querySelectorAll('time[data-age]')) {
+    node.textContent = formatDuration((Date.now() - Date.parse(node.getAttribute('datetime'))) / 1000);
+  }
 }
 
 function mono(text, extra = {}) {
@@ -615,7 +631,7 @@ const LIST_SPECS = {
       { label: 'In', width: '84px', class: 'num', cell: (c) => formatCount(c.messages_in) },
       { label: 'Out', width: '84px', class: 'num', cell: (c) => formatCount(c.messages_out) },
       { label: 'Queue', width: '72px', class: 'num', cell: (c) => el('span', { class: c.queue_depth > 0 ? 'warn' : '' }, formatCount(c.queue_depth)) },
-      { label: '', width: '112px', class: 'actions', cell: (c) => el('button', { type: 'button', class: 'button small danger-ghost', 'data-testid': 'disconnect', onclick: () => disconnect(c) }, 'Disconnect') },
+      { label: '', width: '128px', class: 'actions', cell: (c) => el('button', { type: 'button', class: 'button small danger-ghost', 'data-testid': 'disconnect', onclick: () => disconnect(c) }, 'Disconnect') },
     ],
     rowAttrs: (c) => ({ 'data-testid': 'connection-row', 'data-id': c.id, 'data-identity': c.identity ?? '' }),
   },
@@ -781,13 +797,18 @@ class ListView {
     this.total = page.total;
     const first = page.items.length ? page.offset + 1 : 0;
     const last = page.offset + page.items.length;
-    this.pager.textContent = `${formatCount(first)}–${formatCount(last)} of ${formatCount(page.total)}`;
+    this.pager.textContent = page.items.length
+      ? `${formatCount(first)}–${formatCount(last)} of ${formatCount(page.total)}`
+      : `0 of ${formatCount(page.total)}`;
     this.pager.dataset.total = String(page.total);
     this.prev.disabled = page.offset <= 0;
     this.next.disabled = last >= page.total;
     // Unchanged data keeps the DOM as it is: no flicker, no lost hover.
     const body = JSON.stringify(page.items);
-    if (body === this.lastBody) return;
+    if (body === this.lastBody) {
+      refreshAges(this.tbody);
+      return;
+    }
     this.lastBody = body;
     this.tbody.replaceChildren(...page.items.map((item) =>
       el('tr', this.spec.rowAttrs(item), this.spec.columns.map((c) => el('td', { class: c.class }, c.cell(item, this))))));
