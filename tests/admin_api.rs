@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use common::chat::join as chat;
 use common::concierge::{self, identify_payload, Peer};
+use common::rooms::{exit, RoomsUser};
 use common::tokens::{options, token};
 use common::{admin, request, Broker, Closed, WsClient, ADMIN_KEY};
 use serde_json::{json, Value};
@@ -271,80 +273,6 @@ fn connections(
 
 // ------------------------------------------------------- protocol clients
 
-/// A chat user joined to `room` (Global when `None`); its startup frames
-/// are read up to its own `user_join`.
-async fn chat(broker: &Broker, name: &str, room: Option<&str>) -> WsClient {
-    let path = match room {
-        None => "/chat/ws".to_owned(),
-        Some(room) => format!("/chat/ws/{room}"),
-    };
-    let mut ws = WsClient::connect(&broker.ws_url(&path)).await;
-    ws.send(&json!({"event_type": "connection_request", "username": name}).to_string())
-        .await;
-    let joined = json!({"event_type": "user_join", "username": name});
-    while ws.recv_json().await != joined {}
-    ws
-}
-
-/// A connected permissioned-rooms user and its session key.
-struct RoomsUser {
-    ws: WsClient,
-    id: &'static str,
-    key: String,
-}
-
-impl RoomsUser {
-    /// Connects with a token for `id` and reads the `session` frame.
-    async fn connect(broker: &Broker, id: &'static str) -> RoomsUser {
-        let url = broker.ws_url(&format!("/rooms?token={}", token(id, id)));
-        let mut ws = WsClient::connect(&url).await;
-        let session = ws.recv_json().await;
-        assert_eq!(session["type"], "session", "{session}");
-        let key = session["key"].as_str().unwrap().to_owned();
-        RoomsUser { ws, id, key }
-    }
-
-    /// Sends a command with this connection's key.
-    async fn send(&mut self, mut command: Value) {
-        command["key"] = json!(self.key);
-        self.ws.send(&command.to_string()).await;
-    }
-
-    async fn expect(&mut self, want: Value) {
-        let got = self.ws.recv_json().await;
-        assert_eq!(got, want, "{} got an unexpected frame", self.id);
-    }
-
-    /// Creates an open room (and is in it); returns its id.
-    async fn create(&mut self, name: &str) -> String {
-        self.send(json!({"type": "create", "name": name, "closed": false}))
-            .await;
-        let created = self.ws.recv_json().await;
-        assert_eq!(created["type"], "created", "{created}");
-        let room = created["room_id"].as_str().unwrap().to_owned();
-        self.expect(enter(self.id, &room)).await;
-        room
-    }
-
-    /// Enters `room`; `others` (already in it) see the `enter`.
-    async fn enter(&mut self, room: &str, others: &mut [&mut RoomsUser]) {
-        self.send(json!({"type": "enter", "room_id": room})).await;
-        let entered = enter(self.id, room);
-        self.expect(entered.clone()).await;
-        for other in others {
-            other.expect(entered.clone()).await;
-        }
-    }
-}
-
-fn enter(user: &str, room: &str) -> Value {
-    json!({"type": "enter", "user_id": user, "room_id": room})
-}
-
-fn exit(user: &str, room: &str) -> Value {
-    json!({"type": "exit", "user_id": user, "room_id": room})
-}
-
 /// A live-presence user `id` called `name`, online once it has its pong.
 async fn live(broker: &Broker, id: &str, name: &str) -> WsClient {
     let url = broker.ws_url(&format!("/live?token={}", token(id, name)));
@@ -439,7 +367,7 @@ async fn the_overview_counts_clients_rooms_services_and_sessions_of_every_protoc
     let mut carol = concierge::identify(&broker, "carol").await;
     create_service(&mut carol, "weather", None).await;
     let mut rooms_user = RoomsUser::connect(&broker, "u-rooms").await;
-    rooms_user.create("ops").await;
+    rooms_user.create("ops", false).await;
     let lina = live(&broker, "u-live", "lina").await;
     let sessions = watcher(&broker).await;
     put_session(&broker, "s1", "Friday").await;
@@ -855,7 +783,7 @@ async fn the_permissioned_room_list_shows_rooms_and_entered_members() {
     let mut alice = RoomsUser::connect(&broker, "alice").await;
     let mut bob = RoomsUser::connect(&broker, "bob").await;
     let _carol = RoomsUser::connect(&broker, "carol").await;
-    let lobby = alice.create("lobby").await;
+    let lobby = alice.create("lobby", false).await;
     bob.enter(&lobby, &mut [&mut alice]).await;
 
     let path = "/api/admin/rooms";
@@ -1239,7 +1167,7 @@ async fn removing_a_room_member_kicks_it_and_a_permanent_removal_bans_it() {
     let broker = Broker::with(options());
     let mut alice = RoomsUser::connect(&broker, "alice").await;
     let mut bob = RoomsUser::connect(&broker, "bob").await;
-    let room = alice.create("club").await;
+    let room = alice.create("club", false).await;
     bob.enter(&room, &mut [&mut alice]).await;
     let url = broker.http(&format!("/api/admin/rooms/{room}/members/bob"));
 
@@ -1313,7 +1241,7 @@ async fn removing_a_room_member_refuses_unknown_rooms_users_and_bad_ids() {
     let broker = Broker::with(options());
     let mut alice = RoomsUser::connect(&broker, "alice").await;
     let mut carol = RoomsUser::connect(&broker, "carol").await;
-    let room = alice.create("club").await;
+    let room = alice.create("club", false).await;
     let url =
         |room: &str, user: &str| broker.http(&format!("/api/admin/rooms/{room}/members/{user}"));
     let nowhere = uuid::Uuid::new_v4().to_string();
@@ -1350,7 +1278,7 @@ async fn every_admin_endpoint_needs_the_admin_key() {
     let alice_id = connection_id(&broker, "chat", json!("alice")).await;
     let mut owner = RoomsUser::connect(&broker, "owner").await;
     let mut bob = RoomsUser::connect(&broker, "bob").await;
-    let room = owner.create("club").await;
+    let room = owner.create("club", false).await;
     bob.enter(&room, &mut [&mut owner]).await;
 
     let endpoints: Vec<(&str, String, Option<Value>)> = vec![

@@ -6,8 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::chat::join as chat;
 use common::concierge::{self, Peer};
-use common::tokens::{options, token};
+use common::rooms::RoomsUser;
+use common::tokens::options;
 use common::{
     admin, chat_history, metric, request, request_raw, wait_for_metric, Broker, Options, Reply,
     WsClient, ADMIN_KEY,
@@ -82,20 +84,6 @@ async fn nothing_published(broker: &Broker) {
     }
 }
 
-/// A chat user joined to `room` (Global when `None`), past its own `user_join`.
-async fn chat(broker: &Broker, name: &str, room: Option<&str>) -> WsClient {
-    let path = match room {
-        None => "/chat/ws".to_owned(),
-        Some(room) => format!("/chat/ws/{room}"),
-    };
-    let mut ws = WsClient::connect(&broker.ws_url(&path)).await;
-    ws.send(&json!({"event_type": "connection_request", "username": name}).to_string())
-        .await;
-    let joined = json!({"event_type": "user_join", "username": name});
-    while ws.recv_json().await != joined {}
-    ws
-}
-
 async fn silent(ws: &mut WsClient) {
     ws.expect_silence(Duration::from_millis(300)).await;
 }
@@ -125,66 +113,6 @@ fn server_message(service: &str, nickname: Value, owner: &str, data: Value) -> V
         "target": {"type": "SERVICE", "service": service},
         "data": data,
     })
-}
-
-/// A connected permissioned-rooms user and its session key.
-struct RoomsUser {
-    ws: WsClient,
-    id: &'static str,
-    key: String,
-}
-
-impl RoomsUser {
-    async fn connect(broker: &Broker, id: &'static str) -> RoomsUser {
-        let url = broker.ws_url(&format!("/rooms?token={}", token(id, id)));
-        let mut ws = WsClient::connect(&url).await;
-        let session = ws.recv_json().await;
-        assert_eq!(session["type"], "session", "{session}");
-        let key = session["key"].as_str().unwrap().to_owned();
-        RoomsUser { ws, id, key }
-    }
-
-    async fn send(&mut self, mut command: Value) {
-        command["key"] = json!(self.key);
-        self.ws.send(&command.to_string()).await;
-    }
-
-    async fn expect(&mut self, want: Value) {
-        let got = self.ws.recv_json().await;
-        assert_eq!(got, want, "{} got an unexpected frame", self.id);
-    }
-
-    /// Creates an open room (and is in it); returns its id.
-    async fn create(&mut self, name: &str) -> String {
-        self.send(json!({"type": "create", "name": name, "closed": false}))
-            .await;
-        let created = self.ws.recv_json().await;
-        assert_eq!(created["type"], "created", "{created}");
-        let room = created["room_id"].as_str().unwrap().to_owned();
-        self.expect(json!({"type": "enter", "user_id": self.id, "room_id": room}))
-            .await;
-        room
-    }
-
-    /// The next frame, a `message` from `from` with `content` in `room`:
-    /// checks it exactly and returns it.
-    async fn message(&mut self, from: &str, content: &str, room: &str) -> Value {
-        let frame = self.ws.recv_json().await;
-        let time = frame["time"].as_i64().expect("integer time");
-        let now = chrono::Utc::now().timestamp_millis();
-        assert!(
-            (now - time).abs() < 60_000,
-            "time is UNIX milliseconds: {frame}"
-        );
-        let id = frame["message_id"].as_u64().expect("integer message_id");
-        assert_eq!(
-            frame,
-            json!({"type": "message", "time": time, "content": content, "user_id": from, "message_id": id, "room_id": room}),
-            "{} got an unexpected frame",
-            self.id
-        );
-        frame
-    }
 }
 
 // ------------------------------------------------------------------ chat
@@ -419,7 +347,7 @@ async fn a_rooms_publish_reaches_the_entered_members_in_the_rooms_sequence() {
     let mut alice = RoomsUser::connect(&broker, "alice").await;
     let mut bob = RoomsUser::connect(&broker, "bob").await;
     let mut carol = RoomsUser::connect(&broker, "carol").await;
-    let room = alice.create("club").await;
+    let room = alice.create("club", false).await;
     bob.send(json!({"type": "enter", "room_id": room})).await;
     let entered = json!({"type": "enter", "user_id": "bob", "room_id": room});
     bob.expect(entered.clone()).await;
@@ -575,7 +503,7 @@ async fn malformed_publishes_are_400() {
         .await;
     skip_to(&mut owner, "SERVICE_CREATE_RESULT").await;
     let mut member = RoomsUser::connect(&broker, "member").await;
-    let room = member.create("club").await;
+    let room = member.create("club", false).await;
 
     for body in [
         json!({"protocol": "smoke", "target": "Global", "data": "x"}),

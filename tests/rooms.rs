@@ -3,76 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::tokens::{options, token, upgrade_refused};
-use common::{admin, request, Broker, WsClient};
-use serde_json::{json, Value};
-
-/// A connected rooms user and its session key.
-struct User {
-    ws: WsClient,
-    id: &'static str,
-    key: String,
-}
-
-impl User {
-    /// Connects and reads the `session` frame.
-    async fn connect(broker: &Broker, id: &'static str) -> User {
-        let url = broker.ws_url(&format!("/rooms?token={}", token(id, id)));
-        let mut ws = WsClient::connect(&url).await;
-        let session = ws.recv_json().await;
-        assert_eq!(session["type"], "session", "{session}");
-        assert_eq!(session["user_id"], id);
-        let key = session["key"].as_str().unwrap().to_owned();
-        assert!(key.len() >= 16, "{key}");
-        User { ws, id, key }
-    }
-
-    /// Sends a keyed command (the session key is added).
-    async fn send(&mut self, mut command: Value) {
-        command["key"] = json!(self.key);
-        self.ws.send(&command.to_string()).await;
-    }
-
-    async fn expect(&mut self, want: Value) {
-        let got = self.ws.recv_json().await;
-        assert_eq!(got, want, "{} got an unexpected frame", self.id);
-    }
-
-    async fn expect_error(&mut self, message: &str) {
-        self.expect(json!({"type": "error", "message": message}))
-            .await;
-    }
-
-    async fn silent(&mut self) {
-        self.ws.expect_silence(Duration::from_millis(200)).await;
-    }
-
-    /// Creates a room, checks `created` then its own `enter`, returns the id.
-    async fn create(&mut self, name: &str, closed: bool) -> String {
-        self.send(json!({"type": "create", "name": name, "closed": closed}))
-            .await;
-        let created = self.ws.recv_json().await;
-        assert_eq!(created["type"], "created", "{created}");
-        assert_eq!(
-            (&created["name"], &created["closed"]),
-            (&json!(name), &json!(closed))
-        );
-        let room = created["room_id"].as_str().unwrap().to_owned();
-        assert!(uuid::Uuid::parse_str(&room).is_ok());
-        self.expect(enter(self.id, &room)).await;
-        room
-    }
-}
-
-fn enter(user: &str, room: &str) -> Value {
-    json!({"type": "enter", "user_id": user, "room_id": room})
-}
-
-fn exit(user: &str, room: &str) -> Value {
-    json!({"type": "exit", "user_id": user, "room_id": room})
-}
+use common::rooms::{enter, exit, RoomsUser as User};
+use common::tokens::{options, upgrade_refused};
+use common::{admin, request, Broker};
+use serde_json::json;
 
 /// Reads a `message` frame and returns its id, checking the rest.
 async fn message_id(user: &mut User, from: &str, content: &str, room: &str) -> u64 {

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod chat;
 pub mod concierge;
+pub mod rooms;
 pub mod tokens;
 
 use std::io::{BufRead, BufReader};
