@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::chat::join as chat;
 use common::concierge::{self, identify_payload, Peer};
-use common::rooms::{exit, RoomsUser};
+use common::rooms::{create_by_api, exit, RoomsUser};
 use common::tokens::{options, token};
 use common::{admin, request, Broker, Closed, WsClient, ADMIN_KEY};
 use serde_json::{json, Value};
@@ -772,14 +772,7 @@ async fn the_chat_room_list_shows_rooms_creators_and_users() {
 #[actix_rt::test]
 async fn the_permissioned_room_list_shows_rooms_and_entered_members() {
     let broker = Broker::with(options());
-    let reply = admin(
-        "POST",
-        &broker.http("/api/rooms"),
-        Some(&json!({"name": "ops", "closed": true})),
-    )
-    .await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-    let ops = reply.json["room_id"].as_str().unwrap().to_owned();
+    let ops = create_by_api(&broker, "ops", true).await;
     let mut alice = RoomsUser::connect(&broker, "alice").await;
     let mut bob = RoomsUser::connect(&broker, "bob").await;
     let _carol = RoomsUser::connect(&broker, "carol").await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::chat::join as chat;
 use common::concierge::{self, Peer};
-use common::rooms::RoomsUser;
+use common::rooms::{create_by_api, RoomsUser};
 use common::tokens::options;
 use common::{
     admin, chat_history, metric, request, request_raw, wait_for_metric, Broker, Options, Reply,
@@ -403,14 +403,7 @@ async fn a_rooms_publish_reaches_the_entered_members_in_the_rooms_sequence() {
 #[actix_rt::test]
 async fn a_rooms_publish_into_an_empty_room_has_no_recipients() {
     let broker = Broker::with(options());
-    let reply = admin(
-        "POST",
-        &broker.http("/api/rooms"),
-        Some(&json!({"name": "ops", "closed": false})),
-    )
-    .await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-    let room = reply.json["room_id"].as_str().unwrap().to_owned();
+    let room = create_by_api(&broker, "ops", false).await;
     published(&broker, "rooms", &room, json!("nobody home"), 0).await;
     wait_for_metric(&broker, &published_series("rooms"), 1.0, WAIT).await;
 }

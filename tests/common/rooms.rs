@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::tokens::token;
-use super::{Broker, WsClient};
+use super::{admin, Broker, WsClient};
 
 /// A connected permissioned-rooms user and its session key.
 pub struct RoomsUser {
@@ -106,4 +106,16 @@ pub fn enter(user: &str, room: &str) -> Value {
 /// The `exit` event of `user` from `room`.
 pub fn exit(user: &str, room: &str) -> Value {
     json!({"type": "exit", "user_id": user, "room_id": room})
+}
+
+/// Creates a room through the HTTP API (admin key); returns its id.
+pub async fn create_by_api(broker: &Broker, name: &str, closed: bool) -> String {
+    let reply = admin(
+        "POST",
+        &broker.http("/api/rooms"),
+        Some(&json!({"name": name, "closed": closed})),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.json["room_id"].as_str().unwrap().to_owned()
 }
