@@ -54,9 +54,14 @@ impl<T> Page<T> {
 }
 
 /// Whether `haystack` contains `needle`, ignoring ASCII case; `needle` is
-/// already lower-case.
+/// already lower-case. Allocates nothing: a search runs over every
+/// connection.
 pub fn matches(haystack: &str, needle: &str) -> bool {
-    haystack.to_ascii_lowercase().contains(needle)
+    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|window| window.eq_ignore_ascii_case(needle))
 }
 
 /// One open connection as an operator sees it.
@@ -93,13 +98,28 @@ impl ConnectionInfo {
             queue_depth: entry.outbox.len(),
         }
     }
+}
 
-    /// Whether the search text (lower-case) finds this connection.
-    fn found_by(&self, search: &str) -> bool {
-        self.id.to_string().contains(search)
-            || self.protocol.contains(search)
-            || self.peer.as_deref().is_some_and(|p| matches(p, search))
-            || self.identity.as_deref().is_some_and(|i| matches(i, search))
+impl ConnectionEntry {
+    /// Whether the search text (lower-case) finds this connection by id,
+    /// protocol, peer or identity.
+    fn found_by(&self, id: ConnId, search: &str, scratch: &mut String) -> bool {
+        use std::fmt::Write;
+        if matches(self.protocol.as_str(), search)
+            || self.stats.identity().is_some_and(|i| matches(i, search))
+        {
+            return true;
+        }
+        scratch.clear();
+        let _ = write!(scratch, "{id}");
+        if matches(scratch, search) {
+            return true;
+        }
+        scratch.clear();
+        if let Some(addr) = self.peer {
+            let _ = write!(scratch, "{addr}");
+        }
+        matches(scratch, search)
     }
 }
 
@@ -120,13 +140,26 @@ impl Handler<ListConnections> for Registry {
     type Result = MessageResult<ListConnections>;
     fn handle(&mut self, msg: ListConnections, _: &mut Self::Context) -> Self::Result {
         let search = msg.search.map(|s| s.to_ascii_lowercase());
+        let mut scratch = String::new();
         let found = self
             .connections
             .iter()
             .filter(|(_, entry)| msg.protocol.is_none_or(|p| p == entry.protocol))
-            .map(|(&id, entry)| ConnectionInfo::of(id, entry))
-            .filter(|info| search.as_deref().is_none_or(|s| info.found_by(s)));
-        MessageResult(Page::of(found, msg.window))
+            .filter(|(&id, entry)| {
+                search
+                    .as_deref()
+                    .is_none_or(|s| entry.found_by(id, s, &mut scratch))
+            });
+        // Only the window's connections are described; the rest are counted.
+        let page = Page::of(found, msg.window);
+        MessageResult(Page {
+            total: page.total,
+            items: page
+                .items
+                .into_iter()
+                .map(|(&id, entry)| ConnectionInfo::of(id, entry))
+                .collect(),
+        })
     }
 }
 
@@ -195,6 +228,9 @@ mod tests {
     #[test]
     fn search_ignores_case() {
         assert!(matches("Alice", "ali"));
+        assert!(matches("127.0.0.1:5000", "0.1:5"));
+        assert!(matches("anything", ""));
         assert!(!matches("Bob", "ali"));
+        assert!(!matches("al", "ali"));
     }
 }
