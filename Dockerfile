@@ -5,6 +5,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY actors actors
+COPY benches benches
 COPY config config
 COPY src src
 RUN cargo build --release --locked --bin switchboard
