@@ -50,12 +50,14 @@ fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
 }
 
 /// The console end to end: a wrong key is refused; the right key signs in;
-/// the connection count pushed over `/api/admin/live` rises when three chat
+/// the connection count pushed over `/api/admin/live` rises when four chat
 /// clients and a session-list watcher connect; a chat publish through the
 /// form and its confirmation reaches every member as exactly
 /// `{"event_type":"system","severity":"info","message":...}`; disconnecting a
 /// client from the Connections list closes it with 1008 and the typed
-/// reason; the page logs no script or CSP error; and a full-page screenshot
+/// reason; removing a user from the room on the Chat rooms tab closes it
+/// with 1008 naming the room and the room sees it leave; the page logs no
+/// script or CSP error; and a full-page screenshot
 /// is saved for the README.
 #[test]
 #[ignore = "needs Chromium and tests/browser/node_modules; .ci/run runs it"]

@@ -1,8 +1,9 @@
 // The operator console end to end in headless Chromium (issue 9), against a
 // running broker: sign in (a wrong key first), watch the connection count
 // rise as real clients connect, publish into a chat room through the form
-// and its confirmation, disconnect a client from the Connections list, and
-// save a screenshot. Exits 0 on success, 1 with the reason on any failure.
+// and its confirmation, disconnect a client from the Connections list,
+// remove a user from the chat room on the Chat rooms tab, and save a
+// screenshot. Exits 0 on success, 1 with the reason on any failure.
 //
 // Environment: SWITCHBOARD_URL (http://127.0.0.1:PORT), SWITCHBOARD_ADMIN_KEY,
 // SCREENSHOT (PNG path). Run by tests/console_browser.rs.
@@ -27,7 +28,7 @@ const wsBase = baseUrl.replace(/^http/, 'ws');
 // Unique names, so the script also runs against a broker that is in use.
 const tag = Math.random().toString(36).slice(2, 7);
 const room = `console-${tag}`;
-const chatNames = [1, 2, 3].map((n) => `probe-${tag}-${n}`);
+const chatNames = [1, 2, 3, 4].map((n) => `probe-${tag}-${n}`);
 const published = `Maintenance at 22:00 UTC (${tag})`;
 const reason = `console test ${tag}: please reconnect later`;
 
@@ -244,7 +245,7 @@ async function main() {
   assert.ok(Number.isInteger(baseline), `no connection count on the page (${baseline})`);
   log(`console shows ${baseline} connections`);
 
-  // Real clients: three chat users in one room and a session-list watcher.
+  // Real clients: four chat users in one room and a session-list watcher.
   const chat = [];
   for (const name of chatNames) chat.push(await joinChat(name));
   const watcher = await watchSessions();
@@ -253,17 +254,17 @@ async function main() {
   await waitForTotal(page, baseline + added, `after ${added} clients connected`);
   log(`console shows ${baseline + added} connections after ${added} clients connected`);
 
-  // The chat tab lists the room with its three users.
+  // The chat tab lists the room with its four users.
   await page.getByTestId('tab-chat').click();
   const roomRow = page.locator(`[data-testid="chat-room-row"][data-room="${room}"]`);
   await page.getByTestId('search-chat').fill(room);
   await roomRow.waitFor();
   await page.waitForFunction((r) => document.querySelectorAll(
-    `[data-testid="chat-room-row"][data-room="${r}"] [data-testid="member"]`).length === 3, room);
+    `[data-testid="chat-room-row"][data-room="${r}"] [data-testid="member"]`).length === 4, room);
 
   // Publish into the room through the form and its confirmation dialog.
   const [first] = chat;
-  await first.until((f) => f.event_type === 'user_join' && f.username === chatNames[2], `${chatNames[2]}'s user_join`);
+  await first.until((f) => f.event_type === 'user_join' && f.username === chatNames[3], `${chatNames[3]}'s user_join`);
   first.frames.length = 0;
   await page.getByTestId('tab-publish').click();
   await page.getByTestId('publish-protocol').selectOption('chat');
@@ -279,7 +280,7 @@ async function main() {
   await dialog.waitFor({ state: 'hidden' });
   const result = page.getByTestId('publish-result');
   await page.waitForFunction(() => document.querySelector('[data-testid="publish-result"]').textContent !== '');
-  assert.equal(await result.getAttribute('data-recipients'), '3', `publish result: ${await result.textContent()}`);
+  assert.equal(await result.getAttribute('data-recipients'), '4', `publish result: ${await result.textContent()}`);
   const system = await first.nextJson('the published system event');
   assert.deepEqual(system, { event_type: 'system', severity: 'info', message: published });
   for (const other of chat.slice(1)) {
@@ -311,6 +312,28 @@ async function main() {
   await waitForTotal(page, baseline + added - 1, 'after the disconnect');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="connection-row"]').length === 0);
   log(`${victim.name} got close 1008 "${reason}"`);
+
+  // Remove the fourth chat user from the room through its chip on the Chat
+  // rooms tab: it is closed with 1008 naming the room, the room sees it leave.
+  const removed = chat[3];
+  await page.getByTestId('tab-chat').click();
+  await page.getByTestId('search-chat').fill(room);
+  const chip = page.locator(`[data-testid="chat-room-row"][data-room="${room}"] [data-testid="member"][data-member="${removed.name}"]`);
+  await chip.waitFor();
+  first.frames.length = 0;
+  await chip.getByTestId('remove-member').click();
+  await dialog.waitFor({ state: 'visible' });
+  assert.match(await page.getByTestId('confirm-title').textContent(), new RegExp(`${removed.name}.*${room}`));
+  assert.equal(first.frames.length, 0, 'a frame arrived before the removal was confirmed');
+  await page.getByTestId('confirm-ok').click();
+  await dialog.waitFor({ state: 'hidden' });
+  const removedClose = await withTimeout(removed.closed, STEP_TIMEOUT_MS, `${removed.name}'s close frame`);
+  assert.deepEqual(removedClose, { code: 1008, reason: `removed from room ${room} by an operator` }, `${removed.name}'s close frame`);
+  const left = await first.until((f) => f.event_type === 'user_leave' && f.username === removed.name, `${removed.name}'s user_leave`);
+  assert.deepEqual(left, { event_type: 'user_leave', username: removed.name });
+  await waitForTotal(page, baseline + added - 2, 'after the removal');
+  await chip.waitFor({ state: 'detached' });
+  log(`${removed.name} removed from ${room}: close 1008 "${removedClose.reason}"`);
 
   // The other tabs load without an error.
   for (const name of ['rooms', 'services', 'sessions']) {
