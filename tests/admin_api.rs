@@ -11,7 +11,7 @@ use common::chat::join as chat;
 use common::concierge::{self, identify_payload, Peer};
 use common::rooms::{create_by_api, exit, RoomsUser};
 use common::tokens::{options, token};
-use common::{admin, request, Broker, Closed, WsClient, ADMIN_KEY};
+use common::{admin, request, Broker, Closed, Options, WsClient, ADMIN_KEY};
 use serde_json::{json, Value};
 
 /// How long a test polls the API for a state the broker reaches asynchronously.
@@ -1497,4 +1497,65 @@ async fn the_live_feed_sends_history_then_a_sample_every_second() {
     let times: Vec<DateTime<Utc>> = samples.iter().map(check_sample).collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
     next_sample(&mut late).await;
+}
+
+/// Only consoles that proved the key take one of the 16 places: sixteen
+/// sockets that never send it do not keep operators out, sixteen consoles
+/// watch at once, a seventeenth is closed with 1013, and a place comes back
+/// when a console leaves.
+#[actix_rt::test]
+async fn sixteen_consoles_watch_at_once_and_keyless_sockets_take_no_place() {
+    let broker = Broker::start();
+    let key = json!({"key": ADMIN_KEY}).to_string();
+    let mut keyless = Vec::new();
+    for _ in 0..16 {
+        keyless.push(WsClient::connect(&broker.ws_url("/api/admin/live")).await);
+    }
+    let mut consoles = Vec::new();
+    for _ in 0..16 {
+        let mut console = feed(&broker, &key).await;
+        assert_eq!(console.recv_json().await["type"], "history");
+        consoles.push(console);
+    }
+    let mut seventeenth = feed(&broker, &key).await;
+    assert_eq!(
+        seventeenth.recv_close().await,
+        Closed {
+            code: 1013,
+            reason: "at most 16 consoles may watch at once".into()
+        }
+    );
+    drop(consoles.pop());
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let mut again = feed(&broker, &key).await;
+        match again.next_frame().await {
+            awc::ws::Frame::Text(text) => {
+                let frame: Value = serde_json::from_slice(&text).unwrap();
+                assert_eq!(frame["type"], "history");
+                break;
+            }
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "no place came back: {other:?}"
+            ),
+        }
+    }
+    drop(keyless);
+}
+
+/// Before it has sent the key, a console socket is an ordinary connection
+/// for admission: over the per-address cap its upgrade answers 503.
+#[actix_rt::test]
+async fn a_console_socket_counts_against_the_connection_caps() {
+    let broker = Broker::with(Options::default().env("LIMITS__MAX_CONNECTIONS_PER_IP", "2"));
+    let _first = WsClient::connect(&broker.ws_url("/api/admin/live")).await;
+    let _second = chat(&broker, "alice", None).await;
+    let refused = WsClient::try_connect(&broker.ws_url("/api/admin/live")).await;
+    match refused {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            assert_eq!(status.as_u16(), 503)
+        }
+        other => panic!("expected 503, got {:?}", other.map(|_| "an open socket")),
+    }
 }

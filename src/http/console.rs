@@ -5,7 +5,11 @@
 //! A browser cannot put the admin key in a WebSocket upgrade's headers, and
 //! a key in the URL would end up in logs, so the console's socket opens
 //! without it and must send `{"key": "..."}` first; until then it gets
-//! nothing, and a wrong or missing key closes it with 1008.
+//! nothing, and a wrong or missing key closes it with 1008. Until it has
+//! sent the key a socket is an ordinary connection for admission (the
+//! per-address and total caps); only a console that proved the key takes
+//! one of the [`MAX_CONSOLES`] places, so nobody without the key can crowd
+//! the operators out.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,12 +20,13 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 use serde::Deserialize;
+use switchboard_actors::admission::Ticket;
 use switchboard_actors::monitor::{ConsoleFrame, Monitor, Unwatch, Watch};
 
 use super::admin::is_admin_key;
 use super::{ApiError, AppState};
 
-/// Consoles open at once, at most: each costs a sample a second.
+/// Consoles watching at once, at most: each costs a sample a second.
 pub const MAX_CONSOLES: usize = 16;
 
 /// Time a console has to send its key.
@@ -107,15 +112,16 @@ pub async fn live(
     if !same_origin(&req) {
         crate::ws::check_origin(&req, &state)?;
     }
-    let slot = ConsoleSlot::take().ok_or_else(|| {
-        ApiError::Unavailable(format!(
-            "at most {MAX_CONSOLES} consoles may be open at once"
-        ))
-    })?;
+    let ticket = state
+        .broker
+        .admission
+        .admit(req.peer_addr().map(|p| p.ip()))
+        .map_err(|refused| ApiError::Unavailable(refused.to_string()))?;
     let watcher = ConsoleWatcher {
         state: state.into_inner(),
         watching: None,
-        _slot: slot,
+        slot: None,
+        _ticket: ticket,
     };
     ws::WsResponseBuilder::new(watcher, &req, stream)
         .frame_size(MAX_CONSOLE_FRAME)
@@ -142,7 +148,9 @@ struct ConsoleWatcher {
     state: Arc<AppState>,
     /// The monitor's id for this console, once it sent the key.
     watching: Option<u64>,
-    _slot: ConsoleSlot,
+    /// Its place among the consoles, once it sent the key.
+    slot: Option<ConsoleSlot>,
+    _ticket: Ticket,
 }
 
 /// The console's first frame.
@@ -156,9 +164,9 @@ impl ConsoleWatcher {
         &self.state.broker.monitor
     }
 
-    fn refuse(ctx: &mut WebsocketContext<Self>, reason: &str) {
+    fn refuse(ctx: &mut WebsocketContext<Self>, code: CloseCode, reason: &str) {
         ctx.close(Some(CloseReason {
-            code: CloseCode::Policy,
+            code,
             description: Some(reason.to_owned()),
         }));
         ctx.stop();
@@ -168,8 +176,16 @@ impl ConsoleWatcher {
         let key = serde_json::from_str::<KeyFrame>(text).map(|frame| frame.key);
         if !key.is_ok_and(|key| is_admin_key(&self.state, &key)) {
             log::warn!("console refused: invalid admin key");
-            return Self::refuse(ctx, "invalid admin key");
+            return Self::refuse(ctx, CloseCode::Policy, "invalid admin key");
         }
+        let Some(slot) = ConsoleSlot::take() else {
+            return Self::refuse(
+                ctx,
+                CloseCode::Again,
+                &format!("at most {MAX_CONSOLES} consoles may watch at once"),
+            );
+        };
+        self.slot = Some(slot);
         self.monitor()
             .send(Watch(ctx.address().recipient()))
             .into_actor(self)
@@ -186,8 +202,8 @@ impl Actor for ConsoleWatcher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_later(KEY_TIMEOUT, |console, ctx| {
-            if console.watching.is_none() {
-                Self::refuse(ctx, "no key");
+            if console.slot.is_none() {
+                Self::refuse(ctx, CloseCode::Policy, "no key");
             }
         });
         ctx.run_interval(PING_INTERVAL, |_, ctx| ctx.ping(b""));
@@ -210,7 +226,7 @@ impl Handler<ConsoleFrame> for ConsoleWatcher {
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConsoleWatcher {
     fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
         match item {
-            Ok(ws::Message::Text(text)) if self.watching.is_none() => self.unlock(&text, ctx),
+            Ok(ws::Message::Text(text)) if self.slot.is_none() => self.unlock(&text, ctx),
             Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
