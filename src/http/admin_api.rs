@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
-use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard_actors::admin::{
@@ -20,8 +19,7 @@ use switchboard_actors::chat::{ListRooms, RemoveChatMember};
 use switchboard_actors::concierge::{FetchClients, FetchServices};
 use switchboard_actors::connection::Disconnect;
 use switchboard_actors::monitor::Overview;
-use switchboard_actors::rooms::{AllRooms, FindRoom, Kick, Kicker, Refusal, RoomInfo};
-use switchboard_actors::sessions::{AllListings, GetSession};
+use switchboard_actors::rooms::{Kick, Kicker, Refusal};
 use switchboard_actors::Protocol;
 use uuid::Uuid;
 
@@ -278,11 +276,7 @@ async fn rooms(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let window = query.window()?;
-    let rooms = state.broker.registry.send(AllRooms).await?;
-    let mut summaries = join_all(rooms.iter().map(|room| room.send(RoomInfo)))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut summaries = super::rooms::summaries(&state).await?;
     summaries.retain(|room| {
         let id = room.room_id.to_string();
         let members = room.members.iter().map(String::as_str);
@@ -312,16 +306,8 @@ async fn remove_room_member(
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (room_id, user) = path.into_inner();
-    let id: Uuid = room_id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("room id {room_id:?} is not a UUID")))?;
     let RemoveBody { message, permanent } = optional_json(&body)?;
-    let room = state
-        .broker
-        .registry
-        .send(FindRoom(id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no room has id {id}")))?;
+    let (id, room) = super::rooms::find(&state, &room_id).await?;
     let kick = Kick {
         by: Kicker::Operator,
         user: user.clone(),
@@ -387,11 +373,9 @@ async fn sessions(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let window = query.window()?;
-    let listings = state.broker.registry.send(AllListings).await?;
-    let mut sessions: Vec<_> = join_all(listings.iter().map(|l| l.send(GetSession)))
-        .await
+    let mut sessions: Vec<_> = super::sessions::listed(&state)
+        .await?
         .into_iter()
-        .filter_map(|r| r.ok().and_then(Result::ok))
         .filter(|s| {
             query.finds([
                 s.session_id.as_str(),

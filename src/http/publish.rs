@@ -16,9 +16,8 @@ use switchboard_actors::chat::wire::Severity;
 use switchboard_actors::chat::{FindRoom as FindChatRoom, Notice};
 use switchboard_actors::concierge::{FindService, PublishRefused, ServerPublish};
 use switchboard_actors::metrics::metrics;
-use switchboard_actors::rooms::{FindRoom, ServerSay};
+use switchboard_actors::rooms::ServerSay;
 use switchboard_actors::Protocol;
-use uuid::Uuid;
 
 use super::admin::Admin;
 use super::{ApiError, AppState};
@@ -158,15 +157,7 @@ async fn into_service(state: &AppState, publication: Publication) -> Result<usiz
 /// A message from the server to everyone entered in the room.
 async fn into_room(state: &AppState, publication: Publication) -> Result<usize, ApiError> {
     let content = text(&publication)?;
-    let id: Uuid = publication.target.parse().map_err(|_| {
-        ApiError::BadRequest(format!("room id {:?} is not a UUID", publication.target))
-    })?;
-    let room = state
-        .broker
-        .registry
-        .send(FindRoom(id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no room has id {id}")))?;
+    let (id, room) = super::rooms::find(state, &publication.target).await?;
     room.send(ServerSay { content })
         .await?
         .map_err(|refused| ApiError::Internal(format!("publish into room {id}: {refused}")))

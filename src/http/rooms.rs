@@ -1,11 +1,13 @@
 //! The permissioned rooms' HTTP API: list the rooms, and (admin key) create
 //! one.
 
+use actix::Addr;
 use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
 use serde::Deserialize;
 use serde_json::json;
-use switchboard_actors::rooms::{AllRooms, CreateRoom, RoomInfo};
+use switchboard_actors::rooms::{AllRooms, CreateRoom, FindRoom, Room, RoomInfo, RoomSummary};
+use uuid::Uuid;
 
 use super::admin::Admin;
 use super::{ApiError, AppState};
@@ -25,10 +27,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// `GET`: every room with the users in it now.
 async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rooms = summaries(&state).await?;
+    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
+}
+
+/// Every room as `GET` shows it, in creation order (also the admin API's list).
+pub async fn summaries(state: &AppState) -> Result<Vec<RoomSummary>, ApiError> {
     let rooms = state.broker.registry.send(AllRooms).await?;
     let summaries = join_all(rooms.iter().map(|room| room.send(RoomInfo))).await;
-    let rooms = summaries.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
+    Ok(summaries.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The actor of the room whose id is `id`: 400 for an id that is not a
+/// UUID, 404 for an unknown room (the admin and publish APIs).
+pub async fn find(state: &AppState, id: &str) -> Result<(Uuid, Addr<Room>), ApiError> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("room id {id:?} is not a UUID")))?;
+    let room = state
+        .broker
+        .registry
+        .send(FindRoom(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no room has id {id}")))?;
+    Ok((id, room))
 }
 
 #[derive(Deserialize)]

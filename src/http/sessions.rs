@@ -132,13 +132,19 @@ async fn find(state: &AppState, id: &str) -> Result<Addr<SessionListing>, ApiErr
 
 /// `GET /api/sessions`: every listed session.
 async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let sessions = listed(&state).await?;
+    Ok(HttpResponse::Ok().json(SessionList { sessions }))
+}
+
+/// Every listed session, in session id order (also the admin API's list);
+/// a listing that ended meanwhile is left out.
+pub async fn listed(state: &AppState) -> Result<Vec<Session>, ApiError> {
     let listings = state.broker.registry.send(AllListings).await?;
-    let sessions = join_all(listings.iter().map(|l| l.send(GetSession)))
+    Ok(join_all(listings.iter().map(|l| l.send(GetSession)))
         .await
         .into_iter()
         .filter_map(|r| r.ok().and_then(Result::ok))
-        .collect();
-    Ok(HttpResponse::Ok().json(SessionList { sessions }))
+        .collect())
 }
 
 /// `GET /api/sessions/{id}`.
