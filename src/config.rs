@@ -14,7 +14,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use switchboard_actors::chat::ChatSettings;
-use switchboard_actors::concierge::ConciergeSettings;
+use switchboard_actors::concierge::{ConciergeSettings, FsKeyMode};
 use switchboard_actors::limits::Limits;
 use switchboard_actors::rooms::RoomsSettings;
 use switchboard_actors::sessions::SessionsSettings;
@@ -97,6 +97,9 @@ pub struct AdminConfig {
     /// Bearer key for state-changing APIs; none means they answer 401.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret>,
+    /// Time between the figures pushed to the operator console.
+    #[serde(with = "humantime_serde")]
+    pub console_interval: Duration,
 }
 
 /// `[concierge]`: the concierge gateway and its file server.
@@ -126,6 +129,18 @@ pub struct ConciergeConfig {
     pub files_dir: PathBuf,
     /// Largest file a client may upload (larger: 413).
     pub max_file_size: ByteSize,
+    /// Most files one client's folder may hold (an upload adding one more: 413).
+    pub max_files_per_client: u64,
+    /// Most bytes one client's folder may hold (an upload passing it: 413).
+    pub max_bytes_per_client: ByteSize,
+    /// Most bytes the whole files directory may hold (an upload passing it: 413).
+    pub max_files_dir_bytes: ByteSize,
+    /// What opens a client's file-server writes: `"uuid"` (its HELLO uuid,
+    /// which every client learns; the reference's behaviour) or `"secret"`
+    /// (a random per-connection key in HELLO's extra `fs_key` field).
+    pub fs_key: FsKeyMode,
+    /// Most bytes of `nickname` plus `tags` in IDENTIFY (else close 4008).
+    pub max_identity_bytes: ByteSize,
 }
 
 impl ConciergeConfig {
@@ -145,6 +160,9 @@ impl ConciergeConfig {
             heartbeat_timeout: self.heartbeat_timeout,
             max_name_length: self.max_name_length,
             files_dir: self.files_dir.clone(),
+            fs_key: self.fs_key,
+            max_identity_bytes: usize::try_from(self.max_identity_bytes.as_u64())
+                .unwrap_or(usize::MAX),
         })
     }
 }
@@ -186,6 +204,12 @@ pub struct RoomsConfig {
     /// How long a client has to answer with `pong {time}`.
     #[serde(with = "humantime_serde")]
     pub pong_timeout: Duration,
+    /// Unused invites one room may hold.
+    pub max_pending_invites: usize,
+    /// Rooms one user may create over the WebSocket.
+    pub max_rooms_per_creator: usize,
+    /// Whether token `sub`s and invitees must be UUIDs.
+    pub require_uuid_user_ids: bool,
 }
 
 impl RoomsConfig {
@@ -194,6 +218,9 @@ impl RoomsConfig {
         RoomsSettings {
             ping_interval: self.ping_interval,
             pong_timeout: self.pong_timeout,
+            max_pending_invites: self.max_pending_invites,
+            max_rooms_per_creator: self.max_rooms_per_creator,
+            require_uuid_user_ids: self.require_uuid_user_ids,
         }
     }
 }
@@ -210,6 +237,14 @@ pub struct ChatConfig {
     pub history_limit: usize,
     /// Longest message, in characters.
     pub max_message_length: usize,
+    /// Rooms in total, `Global` included; creating one more is refused.
+    pub max_rooms: usize,
+    /// Rooms one WebSocket connection may create per minute.
+    pub room_creations_per_minute: usize,
+    /// Sustained chat HTTP API requests per second per peer IP address.
+    pub http_requests_per_second: u32,
+    /// Chat HTTP API requests one address may make at once above the rate.
+    pub http_burst: u32,
 }
 
 impl ChatConfig {
@@ -218,7 +253,32 @@ impl ChatConfig {
         ChatSettings {
             history_limit: self.history_limit,
             max_message_chars: self.max_message_length,
+            max_rooms: self.max_rooms,
+            room_creations_per_minute: self.room_creations_per_minute,
         }
+    }
+
+    /// Checks the chat's numbers; the error names the offending key.
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        for (key, value) in [
+            ("chat.history_limit", self.history_limit as u64),
+            ("chat.max_message_length", self.max_message_length as u64),
+            ("chat.max_rooms", self.max_rooms as u64),
+            (
+                "chat.room_creations_per_minute",
+                self.room_creations_per_minute as u64,
+            ),
+            (
+                "chat.http_requests_per_second",
+                u64::from(self.http_requests_per_second),
+            ),
+            ("chat.http_burst", u64::from(self.http_burst)),
+        ] {
+            if value == 0 {
+                return Err((key, "must be greater than 0"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -428,6 +488,7 @@ impl Config {
                 "concierge.heartbeat_timeout",
                 self.concierge.heartbeat_timeout,
             ),
+            ("admin.console_interval", self.admin.console_interval),
         ] {
             if timeout.is_zero() {
                 return Err(invalid(key, "must be greater than 0"));
@@ -442,8 +503,26 @@ impl Config {
         if self.concierge.files_dir.as_os_str().is_empty() {
             return Err(invalid("concierge.files_dir", "must not be empty"));
         }
-        if self.concierge.max_file_size.as_u64() == 0 {
-            return Err(invalid("concierge.max_file_size", "must be greater than 0"));
+        let files = &self.concierge;
+        for (key, value) in [
+            (
+                "concierge.max_identity_bytes",
+                files.max_identity_bytes.as_u64(),
+            ),
+            ("concierge.max_file_size", files.max_file_size.as_u64()),
+            ("concierge.max_files_per_client", files.max_files_per_client),
+            (
+                "concierge.max_bytes_per_client",
+                files.max_bytes_per_client.as_u64(),
+            ),
+            (
+                "concierge.max_files_dir_bytes",
+                files.max_files_dir_bytes.as_u64(),
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
         }
         if self
             .auth
@@ -461,12 +540,9 @@ impl Config {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
-        if self.chat.history_limit == 0 {
-            return Err(invalid("chat.history_limit", "must be greater than 0"));
-        }
-        if self.chat.max_message_length == 0 {
-            return Err(invalid("chat.max_message_length", "must be greater than 0"));
-        }
+        self.chat
+            .validate()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         if self.sessions.ttl.is_zero() {
             return Err(invalid("sessions.ttl", "must be greater than 0"));
         }

@@ -10,6 +10,7 @@
 
 use std::any::Any;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,11 +23,12 @@ use futures_util::future::{select, Either};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use switchboard_actors::auth::TokenKeys;
+use switchboard_actors::connection::AcceptedSocket;
 use switchboard_actors::store::{SqliteStore, StoreError};
 use switchboard_actors::{Broker, BrokerSettings};
 
 use crate::config::{cores, Config, ConfigError};
-use crate::http::files::{FileServer, RegistryKeys};
+use crate::http::files::{FileCaps, FileServer, RegistryKeys};
 use crate::http::{routes, AppState};
 
 /// Why the server could not start or run.
@@ -99,6 +101,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             chat: config.chat.settings(),
             rooms: config.rooms.settings(),
             arbiters: cores(),
+            console_interval: config.admin.console_interval,
         },
         db,
     )
@@ -116,11 +119,22 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             .as_ref()
             .map(|secret| TokenKeys::new(secret.expose().as_bytes())),
     });
-    let files = web::Data::new(FileServer {
-        root: config.concierge.files_dir.clone(),
-        max_file_size: config.concierge.max_file_size.as_u64(),
-        keys: Box::new(RegistryKeys(broker.registry.clone())),
-    });
+    let concierge = &config.concierge;
+    let files = FileServer::new(
+        concierge.files_dir.clone(),
+        concierge.max_file_size.as_u64(),
+        FileCaps {
+            max_files_per_client: concierge.max_files_per_client,
+            max_bytes_per_client: concierge.max_bytes_per_client.as_u64(),
+            max_files_dir_bytes: concierge.max_files_dir_bytes.as_u64(),
+        },
+        Box::new(RegistryKeys(broker.registry.clone())),
+    )
+    .map_err(|source| ServeError::Files {
+        path: concierge.files_dir.display().to_string(),
+        source,
+    })?;
+    let files = web::Data::new(files);
     let routes = routes(&config);
     let write_timeout = config.limits.write_timeout;
     let server = HttpServer::new(move || {
@@ -193,8 +207,9 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeErro
 /// Sets TCP_USER_TIMEOUT on every accepted socket: a peer that stops reading
 /// (zero window) is aborted by the kernel after `timeout`, which frees its
 /// connection even though its actor cannot run while the write buffer is
-/// full. Also turns Nagle's algorithm off.
-fn tune_accepted_socket(conn: &dyn Any, _: &mut Extensions, timeout: Duration) {
+/// full. Also turns Nagle's algorithm off, and records the socket for the
+/// connection actor ([`AcceptedSocket`]) to end promptly after a close.
+fn tune_accepted_socket(conn: &dyn Any, ext: &mut Extensions, timeout: Duration) {
     let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
         conn.downcast_ref::<TlsStream<TcpStream>>()
             .map(|tls| tls.get_ref().0)
@@ -209,6 +224,7 @@ fn tune_accepted_socket(conn: &dyn Any, _: &mut Extensions, timeout: Duration) {
         if let Err(e) = socket.set_tcp_nodelay(true) {
             log::warn!("cannot set TCP_NODELAY: {e}");
         }
+        ext.insert(AcceptedSocket::new(tcp.as_raw_fd()));
     }
 }
 

@@ -10,7 +10,7 @@ use actix_web_actors::ws;
 use switchboard_actors::auth::{token_from, Claims};
 use switchboard_actors::chat::ChatMember;
 use switchboard_actors::concierge::{wire, ConciergeClient};
-use switchboard_actors::connection::{ConnectionCore, Disconnect, Heartbeat};
+use switchboard_actors::connection::{AcceptedSocket, ConnectionCore, Disconnect, Heartbeat};
 use switchboard_actors::live::{LiveClient, LiveUser};
 use switchboard_actors::metrics::metrics;
 use switchboard_actors::rooms::RoomsClient;
@@ -117,7 +117,8 @@ fn admit(
         broker.limits.clone(),
         broker.registry.clone(),
         ticket,
-    ))
+    )
+    .with_socket(req.conn_data::<AcceptedSocket>().copied()))
 }
 
 /// `GET /sessions`: a session-list watcher.
@@ -234,14 +235,17 @@ pub async fn rooms(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let claims = authenticate(&req, &state)?;
+    // The rooms protocol keys users by UUID (PROTOCOLS.md §5).
+    let user = state.broker.rooms.user_id(&claims.sub).ok_or_else(|| {
+        log::info!(
+            "rooms upgrade from {:?} refused: token sub is not a UUID",
+            req.peer_addr()
+        );
+        ApiError::InvalidToken
+    })?;
     let core = admit(&req, &state, Protocol::Rooms)?;
     let broker = &state.broker;
-    let client = RoomsClient::new(
-        core,
-        claims.sub,
-        broker.registry.clone(),
-        broker.rooms.clone(),
-    );
+    let client = RoomsClient::new(core, user, broker.registry.clone(), broker.rooms.clone());
     ws::WsResponseBuilder::new(client, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
         .start()

@@ -9,10 +9,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use common::chat::join as chat;
 use common::concierge::{self, identify_payload, Peer};
-use common::rooms::{create_by_api, exit, RoomsUser};
+use common::rooms::{create_by_api, exit, RoomsUser, ALICE, BOB, CAROL, DAVE, OWNER};
 use common::tokens::{options, token};
 use common::{admin, request, Broker, Closed, Options, WsClient, ADMIN_KEY};
 use serde_json::{json, Value};
+
+/// The rooms user of the every-protocol tests (rooms user ids are UUIDs).
+const ROOMS_USER: &str = "5e550000-0000-4000-8000-00000000000a";
 
 /// How long a test polls the API for a state the broker reaches asynchronously.
 const WAIT: Duration = Duration::from_secs(10);
@@ -366,7 +369,7 @@ async fn the_overview_counts_clients_rooms_services_and_sessions_of_every_protoc
     let alice = chat(&broker, "alice", Some("lobby")).await;
     let mut carol = concierge::identify(&broker, "carol").await;
     create_service(&mut carol, "weather", None).await;
-    let mut rooms_user = RoomsUser::connect(&broker, "u-rooms").await;
+    let mut rooms_user = RoomsUser::connect(&broker, ROOMS_USER).await;
     rooms_user.create("ops", false).await;
     let lina = live(&broker, "u-live", "lina").await;
     let sessions = watcher(&broker).await;
@@ -487,10 +490,10 @@ async fn the_connection_list_shows_every_protocol_with_its_identity() {
         connection_id(&broker, "chat", json!("alice")).await,
         alice_id
     );
-    let _rooms_user = RoomsUser::connect(&broker, "u-rooms").await;
+    let _rooms_user = RoomsUser::connect(&broker, ROOMS_USER).await;
     let _lina = live(&broker, "u-live", "lina").await;
     let _watcher = watcher(&broker).await;
-    let rooms_id = connection_id(&broker, "rooms", json!("u-rooms")).await;
+    let rooms_id = connection_id(&broker, "rooms", json!(ROOMS_USER)).await;
     let live_id = connection_id(&broker, "live", json!("u-live")).await;
     let watcher_id = connection_id(&broker, "sessions", Value::Null).await;
 
@@ -505,7 +508,7 @@ async fn the_connection_list_shows_every_protocol_with_its_identity() {
     let mut want = vec![
         (carol_id, "concierge", json!("carol")),
         (alice_id, "chat", json!("alice")),
-        (rooms_id, "rooms", json!("u-rooms")),
+        (rooms_id, "rooms", json!(ROOMS_USER)),
         (live_id, "live", json!("u-live")),
         (watcher_id, "sessions", Value::Null),
     ];
@@ -773,9 +776,9 @@ async fn the_chat_room_list_shows_rooms_creators_and_users() {
 async fn the_permissioned_room_list_shows_rooms_and_entered_members() {
     let broker = Broker::with(options());
     let ops = create_by_api(&broker, "ops", true).await;
-    let mut alice = RoomsUser::connect(&broker, "alice").await;
-    let mut bob = RoomsUser::connect(&broker, "bob").await;
-    let _carol = RoomsUser::connect(&broker, "carol").await;
+    let mut alice = RoomsUser::connect(&broker, ALICE).await;
+    let mut bob = RoomsUser::connect(&broker, BOB).await;
+    let _carol = RoomsUser::connect(&broker, CAROL).await;
     let lobby = alice.create("lobby", false).await;
     bob.enter(&lobby, &mut [&mut alice]).await;
 
@@ -790,7 +793,7 @@ async fn the_permissioned_room_list_shows_rooms_and_entered_members() {
         v
     };
     let lobby_item =
-        json!({"room_id": lobby, "name": "lobby", "closed": false, "members": ["alice", "bob"]});
+        json!({"room_id": lobby, "name": "lobby", "closed": false, "members": [ALICE, BOB]});
     let ops_item = json!({"room_id": ops, "name": "ops", "closed": true, "members": []});
     let want = json!([lobby_item, ops_item]);
     let got = sorted(poll(&broker, path, |v| sorted(v.clone())["items"] == want).await);
@@ -806,11 +809,11 @@ async fn the_permissioned_room_list_shows_rooms_and_entered_members() {
 
     // Exiting leaves the members.
     bob.send(json!({"type": "exit", "room_id": lobby})).await;
-    bob.expect(exit("bob", &lobby)).await;
+    bob.expect(exit(BOB, &lobby)).await;
     wait_for_items(
         &broker,
         &format!("{path}?q=lobby"),
-        &json!([{"room_id": lobby, "name": "lobby", "closed": false, "members": ["alice"]}]),
+        &json!([{"room_id": lobby, "name": "lobby", "closed": false, "members": [ALICE]}]),
     )
     .await;
 }
@@ -909,13 +912,13 @@ async fn disconnect_closes_a_client_of_every_protocol_with_1008_and_the_reason()
     let broker = Broker::with(options());
     let alice = chat(&broker, "alice", None).await;
     let carol = concierge::identify(&broker, "carol").await.ws;
-    let rooms_user = RoomsUser::connect(&broker, "u-rooms").await.ws;
+    let rooms_user = RoomsUser::connect(&broker, ROOMS_USER).await.ws;
     let lina = live(&broker, "u-live", "lina").await;
     let sessions = watcher(&broker).await;
     let clients = [
         ("chat", json!("alice"), alice),
         ("concierge", json!("carol"), carol),
-        ("rooms", json!("u-rooms"), rooms_user),
+        ("rooms", json!(ROOMS_USER), rooms_user),
         ("live", json!("u-live"), lina),
         ("sessions", Value::Null, sessions),
     ];
@@ -1158,11 +1161,11 @@ async fn removing_a_chat_member_closes_it_and_tells_the_room() {
 #[actix_rt::test]
 async fn removing_a_room_member_kicks_it_and_a_permanent_removal_bans_it() {
     let broker = Broker::with(options());
-    let mut alice = RoomsUser::connect(&broker, "alice").await;
-    let mut bob = RoomsUser::connect(&broker, "bob").await;
+    let mut alice = RoomsUser::connect(&broker, ALICE).await;
+    let mut bob = RoomsUser::connect(&broker, BOB).await;
     let room = alice.create("club", false).await;
     bob.enter(&room, &mut [&mut alice]).await;
-    let url = broker.http(&format!("/api/admin/rooms/{room}/members/bob"));
+    let url = broker.http(&format!("/api/admin/rooms/{room}/members/{BOB}"));
 
     let reply = admin(
         "DELETE",
@@ -1172,13 +1175,13 @@ async fn removing_a_room_member_kicks_it_and_a_permanent_removal_bans_it() {
     .await;
     assert_eq!(
         (reply.status, &reply.json),
-        (200, &json!({"removed": "bob", "room_id": room})),
+        (200, &json!({"removed": BOB, "room_id": room})),
         "{}",
         reply.text
     );
     bob.expect(json!({"type": "kick", "room_id": room, "message": "cool off", "permanent": false}))
         .await;
-    alice.expect(exit("bob", &room)).await;
+    alice.expect(exit(BOB, &room)).await;
     bob.send(json!({"type": "message", "content": "hey", "room_id": room}))
         .await;
     bob.expect(json!({"type": "error", "message": "you have not entered this room"}))
@@ -1191,7 +1194,7 @@ async fn removing_a_room_member_kicks_it_and_a_permanent_removal_bans_it() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     bob.expect(json!({"type": "kick", "room_id": room, "message": null, "permanent": false}))
         .await;
-    alice.expect(exit("bob", &room)).await;
+    alice.expect(exit(BOB, &room)).await;
     bob.enter(&room, &mut [&mut alice]).await;
 
     // Permanent: a ban, also for a new connection.
@@ -1203,18 +1206,18 @@ async fn removing_a_room_member_kicks_it_and_a_permanent_removal_bans_it() {
     .await;
     assert_eq!(
         (reply.status, &reply.json),
-        (200, &json!({"removed": "bob", "room_id": room})),
+        (200, &json!({"removed": BOB, "room_id": room})),
         "{}",
         reply.text
     );
     bob.expect(json!({"type": "kick", "room_id": room, "message": "bye", "permanent": true}))
         .await;
-    alice.expect(exit("bob", &room)).await;
+    alice.expect(exit(BOB, &room)).await;
     bob.send(json!({"type": "enter", "room_id": room})).await;
     bob.expect(json!({"type": "error", "message": "you are banned from this room"}))
         .await;
     drop(bob);
-    let mut bob = RoomsUser::connect(&broker, "bob").await;
+    let mut bob = RoomsUser::connect(&broker, BOB).await;
     bob.send(json!({"type": "enter", "room_id": room})).await;
     bob.expect(json!({"type": "error", "message": "you are banned from this room"}))
         .await;
@@ -1222,7 +1225,7 @@ async fn removing_a_room_member_kicks_it_and_a_permanent_removal_bans_it() {
     wait_for_items(
         &broker,
         "/api/admin/rooms",
-        &json!([{"room_id": room, "name": "club", "closed": false, "members": ["alice"]}]),
+        &json!([{"room_id": room, "name": "club", "closed": false, "members": [ALICE]}]),
     )
     .await;
 }
@@ -1232,22 +1235,22 @@ async fn removing_a_room_member_kicks_it_and_a_permanent_removal_bans_it() {
 #[actix_rt::test]
 async fn removing_a_room_member_refuses_unknown_rooms_users_and_bad_ids() {
     let broker = Broker::with(options());
-    let mut alice = RoomsUser::connect(&broker, "alice").await;
-    let mut carol = RoomsUser::connect(&broker, "carol").await;
+    let mut alice = RoomsUser::connect(&broker, ALICE).await;
+    let mut carol = RoomsUser::connect(&broker, CAROL).await;
     let room = alice.create("club", false).await;
     let url =
         |room: &str, user: &str| broker.http(&format!("/api/admin/rooms/{room}/members/{user}"));
     let nowhere = uuid::Uuid::new_v4().to_string();
     for (room, user) in [
-        (nowhere.as_str(), "alice"),
-        (room.as_str(), "carol"),
-        (room.as_str(), "nobody"),
+        (nowhere.as_str(), ALICE),
+        (room.as_str(), CAROL),
+        (room.as_str(), DAVE),
     ] {
         let reply = admin("DELETE", &url(room, user), None).await;
         assert_error(&reply, 404, &format!("{room}/{user}"));
     }
     for bad in ["not-a-uuid", "12345"] {
-        let reply = admin("DELETE", &url(bad, "alice"), None).await;
+        let reply = admin("DELETE", &url(bad, ALICE), None).await;
         assert_error(&reply, 400, bad);
     }
     alice.ws.expect_silence(Duration::from_millis(200)).await;
@@ -1269,8 +1272,8 @@ async fn every_admin_endpoint_needs_the_admin_key() {
     let broker = Broker::with(options());
     let mut alice = chat(&broker, "alice", Some("lobby")).await;
     let alice_id = connection_id(&broker, "chat", json!("alice")).await;
-    let mut owner = RoomsUser::connect(&broker, "owner").await;
-    let mut bob = RoomsUser::connect(&broker, "bob").await;
+    let mut owner = RoomsUser::connect(&broker, OWNER).await;
+    let mut bob = RoomsUser::connect(&broker, BOB).await;
     let room = owner.create("club", false).await;
     bob.enter(&room, &mut [&mut owner]).await;
 
@@ -1299,12 +1302,12 @@ async fn every_admin_endpoint_needs_the_admin_key() {
         ),
         (
             "DELETE",
-            format!("/api/admin/rooms/{room}/members/bob"),
+            format!("/api/admin/rooms/{room}/members/{BOB}"),
             Some(json!({"permanent": true})),
         ),
         (
             "DELETE",
-            format!("/api/admin/rooms/{room}/members/bob"),
+            format!("/api/admin/rooms/{room}/members/{BOB}"),
             None,
         ),
     ];

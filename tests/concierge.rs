@@ -263,20 +263,21 @@ async fn services_are_created_fetched_subscribed_and_deleted() {
         unreachable!()
     };
 
-    // Create: sequenced reply to the creator, then the broadcast to everyone.
+    // Create: the broadcast to everyone, then (the reference's order) the
+    // creator's sequenced reply.
     owner
         .send(json!({"type": "SERVICE_CREATE", "service": "chess", "nickname": "Chess"}))
         .await;
     let mut created = service("chess", owner, &[]);
     created["nickname"] = json!("Chess");
-    owner
-        .expect(json!({"seq": 0, "type": "SERVICE_CREATE_RESULT", "successful": true, "service": created}))
-        .await;
     let broadcast =
         json!({"type": "SERVICE_CREATE_RESULT", "successful": true, "service": created});
     for p in [&mut *owner, &mut *sub, &mut *other] {
         p.expect(broadcast.clone()).await;
     }
+    owner
+        .expect(json!({"seq": 0, "type": "SERVICE_CREATE_RESULT", "successful": true, "service": created}))
+        .await;
     // Creating it again fails, told to the requester only.
     other
         .ask(
@@ -372,7 +373,7 @@ async fn services_are_created_fetched_subscribed_and_deleted() {
     )
     .await;
 
-    // Delete: only the owner; the result then the broadcast.
+    // Delete: only the owner; the broadcast then the owner's result.
     other
         .ask(
             json!({"type": "SERVICE_DELETE", "service": "chess"}),
@@ -393,15 +394,15 @@ async fn services_are_created_fetched_subscribed_and_deleted() {
     )
     .await;
     owner
-        .ask(
-            json!({"type": "SERVICE_DELETE", "service": "chess"}),
-            json!({"seq": 1, "type": "SERVICE_DELETE_RESULT", "service": created}),
-        )
+        .send(json!({"type": "SERVICE_DELETE", "service": "chess"}))
         .await;
     let deleted = json!({"type": "SERVICE_DELETE_RESULT", "service": created});
     for p in [&mut *owner, &mut *sub, &mut *other] {
         p.expect(deleted.clone()).await;
     }
+    owner
+        .expect(json!({"seq": 1, "type": "SERVICE_DELETE_RESULT", "service": created}))
+        .await;
     other
         .ask(
             json!({"type": "SERVICE_FETCH_ALL"}),
@@ -476,17 +477,15 @@ async fn messages_reach_clients_by_name_uuid_and_all() {
         )
         .await;
 
-    // To everyone, the sender included.
+    // To everyone, the sender included: its own copy before its OK.
     let target = json!({"type": "ALL"});
-    bob.ask(
-        json!({"type": "MESSAGE", "target": target, "data": "hello all"}),
-        json!({"seq": 0, "type": "OK"}),
-    )
-    .await;
+    bob.send(json!({"type": "MESSAGE", "target": target, "data": "hello all"}))
+        .await;
     let message = relayed(bob, Value::Null, target, json!("hello all"));
     for p in [&mut *alice, &mut *bob, &mut *carol] {
         p.expect(message.clone()).await;
     }
+    bob.expect(json!({"seq": 0, "type": "OK"})).await;
     for p in [&mut *alice, &mut *bob, &mut *carol] {
         p.silent().await;
     }

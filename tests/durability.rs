@@ -10,6 +10,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use common::rooms::{numbered_user, ERIN, FRANK};
 use common::tokens::{options, token};
 use common::{chat_history, Broker, Closed, Next, Options, WsClient, FRAME_TIMEOUT};
 use serde_json::{json, Value};
@@ -145,9 +146,9 @@ async fn acknowledged_writes_survive_sigkill() {
     .await;
 
     // Rooms: erin's room, frank in it.
-    let (mut erin, erin_key) = rooms_user(&broker, "erin").await;
-    let (mut frank, frank_key) = rooms_user(&broker, "frank").await;
-    let room = rooms_create(&mut erin, &erin_key, "erin", "club").await;
+    let (mut erin, erin_key) = rooms_user(&broker, ERIN).await;
+    let (mut frank, frank_key) = rooms_user(&broker, FRANK).await;
+    let room = rooms_create(&mut erin, &erin_key, ERIN, "club").await;
     rooms_send(
         &mut frank,
         &frank_key,
@@ -156,11 +157,11 @@ async fn acknowledged_writes_survive_sigkill() {
     .await;
     assert_eq!(
         next_json(&mut frank).await,
-        rooms_event("enter", "frank", &room)
+        rooms_event("enter", FRANK, &room)
     );
     assert_eq!(
         next_json(&mut erin).await,
-        rooms_event("enter", "frank", &room)
+        rooms_event("enter", FRANK, &room)
     );
 
     // Bob accepts: `success` acknowledges the friendship.
@@ -191,7 +192,7 @@ async fn acknowledged_writes_survive_sigkill() {
     rooms_send(
         &mut erin,
         &erin_key,
-        json!({"type": "kick", "user_id": "frank", "room_id": room, "message": "bye", "permanent": true}),
+        json!({"type": "kick", "user_id": FRANK, "room_id": room, "message": "bye", "permanent": true}),
     )
     .await;
     assert_eq!(
@@ -200,7 +201,7 @@ async fn acknowledged_writes_survive_sigkill() {
     );
     assert_eq!(
         next_json(&mut erin).await,
-        rooms_event("exit", "frank", &room)
+        rooms_event("exit", FRANK, &room)
     );
     for text in &texts {
         let frame = until(&mut dave, |f| f["event_type"] == "message").await;
@@ -232,7 +233,7 @@ async fn acknowledged_writes_survive_sigkill() {
             CHAT_MESSAGES - history.len()
         ));
     }
-    let (mut frank, frank_key) = rooms_user(&broker, "frank").await;
+    let (mut frank, frank_key) = rooms_user(&broker, FRANK).await;
     rooms_send(
         &mut frank,
         &frank_key,
@@ -396,34 +397,35 @@ async fn shutdown_under_load_closes_everyone_with_1001_and_keeps_the_store_consi
     }
 
     // Rooms: ten members of one room, four of them talking.
-    let (mut admin, admin_key) = rooms_user(&broker, "r0").await;
-    let room = rooms_create(&mut admin, &admin_key, "r0", "busy").await;
-    let mut members = vec![(admin, admin_key, "r0".to_owned())];
+    let (mut admin, admin_key) = rooms_user(&broker, &numbered_user(0)).await;
+    let room = rooms_create(&mut admin, &admin_key, &numbered_user(0), "busy").await;
+    let mut members = vec![(admin, admin_key)];
     for n in 1..10 {
-        let id = format!("r{n}");
+        let id = numbered_user(n);
         let (mut ws, key) = rooms_user(&broker, &id).await;
         rooms_send(&mut ws, &key, json!({"type": "enter", "room_id": room})).await;
         until(&mut ws, |f| *f == rooms_event("enter", &id, &room)).await;
-        members.push((ws, key, id));
+        members.push((ws, key));
     }
-    for (n, (ws, key, id)) in members.into_iter().enumerate() {
+    for (n, (ws, key)) in members.into_iter().enumerate() {
+        let name = format!("r{n}");
         clients.push(if n < 4 {
-            let (me, said, room) = (id.clone(), id.clone(), room.clone());
+            let (me, said, user, room) = (name.clone(), name.clone(), numbered_user(n), room.clone());
             Driven::sender(
                 ws,
-                id,
+                name,
                 move |i| {
                     json!({"type": "message", "key": key, "content": format!("{me} {i}"), "room_id": room})
                         .to_string()
                 },
                 move |f, i| {
                     f["type"] == "message"
-                        && f["user_id"] == said.as_str()
+                        && f["user_id"] == user.as_str()
                         && f["content"] == format!("{said} {i}").as_str()
                 },
             )
         } else {
-            Driven::reader(ws, id)
+            Driven::reader(ws, name)
         });
     }
 

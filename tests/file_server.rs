@@ -9,6 +9,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use actix_http::{BoxedPayloadStream, Payload, Request};
 use actix_web::body::MessageBody;
@@ -16,13 +17,14 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{test, web, App};
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{join, select, Either, LocalBoxFuture};
 use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
-use switchboard::http::files::{routes, FileServer, KeyDirectory, KEY_HEADER};
+use switchboard::http::files::{routes, FileCaps, FileServer, KeyDirectory, KEY_HEADER};
 use switchboard::http::ApiError;
 use switchboard_actors::concierge::remove_client_folder;
 use tempfile::TempDir;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 const ALICE: Uuid = Uuid::from_u128(0xa11c_e000_0000_4000_8000_0000_0000_0001);
@@ -35,8 +37,10 @@ const BOUNDARY: &str = "concierge-test-boundary-7d1f";
 struct Connected(HashMap<Uuid, String>);
 
 impl KeyDirectory for Connected {
-    fn owner_of(&self, key: Uuid) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>> {
-        let owner = self.0.get(&key).cloned();
+    fn owner_of(&self, key: String) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>> {
+        let owner = Uuid::parse_str(&key)
+            .ok()
+            .and_then(|key| self.0.get(&key).cloned());
         Box::pin(async move { Ok(owner) })
     }
 }
@@ -45,7 +49,7 @@ impl KeyDirectory for Connected {
 struct Unreachable;
 
 impl KeyDirectory for Unreachable {
-    fn owner_of(&self, _: Uuid) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>> {
+    fn owner_of(&self, _: String) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>> {
         Box::pin(async { Err(ApiError::Unavailable("client list unreachable".to_owned())) })
     }
 }
@@ -107,12 +111,23 @@ impl Disk {
     }
 }
 
+/// Caps far above what the tests store, unless a test is about them.
+const ROOMY: FileCaps = FileCaps {
+    max_files_per_client: 1000,
+    max_bytes_per_client: 1 << 30,
+    max_files_dir_bytes: 1 << 32,
+};
+
 fn server(root: &Path, keys: Box<dyn KeyDirectory>) -> web::Data<FileServer> {
-    web::Data::new(FileServer {
-        root: root.to_path_buf(),
-        max_file_size: LIMIT,
-        keys,
-    })
+    server_with_caps(root, keys, ROOMY)
+}
+
+fn server_with_caps(
+    root: &Path,
+    keys: Box<dyn KeyDirectory>,
+    caps: FileCaps,
+) -> web::Data<FileServer> {
+    web::Data::new(FileServer::new(root.to_path_buf(), LIMIT, caps, keys).unwrap())
 }
 
 fn alice_and_bob() -> Box<dyn KeyDirectory> {
@@ -1053,4 +1068,123 @@ async fn remove_client_folder_removes_only_the_link_when_the_folder_is_a_symlink
     remove_client_folder(&disk.root, "alice").await.unwrap();
     assert!(!disk.alice().is_symlink());
     disk.outside_untouched();
+}
+
+/// Caps small enough to hit: 1 KiB per client.
+const TIGHT: FileCaps = FileCaps {
+    max_files_per_client: 10,
+    max_bytes_per_client: 1024,
+    max_files_dir_bytes: 1 << 30,
+};
+
+async fn tight_app(
+    disk: &Disk,
+) -> impl Service<Request, Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error> {
+    test::init_service(
+        App::new()
+            .app_data(server_with_caps(&disk.root, alice_and_bob(), TIGHT))
+            .configure(routes("/fs")),
+    )
+    .await
+}
+
+/// An upload of alice's whose body sends a file part's head and `first`,
+/// then tells `reached` (the server has taken in `first` and asks for more)
+/// and waits for `rest` before it sends the end.
+fn post_paused(
+    uri: &str,
+    first: Vec<u8>,
+    reached: oneshot::Sender<()>,
+    rest: oneshot::Receiver<()>,
+) -> Request {
+    let req = request(Method::POST, uri, Some(ALICE))
+        .insert_header((header::CONTENT_TYPE, form_data()))
+        .to_request();
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.bin\"\r\n\r\n"
+    );
+    let body = stream::iter([Ok(Bytes::from(head)), Ok(Bytes::from(first))]).chain(stream::once(
+        async move {
+            let _ = reached.send(());
+            let _ = rest.await;
+            Ok(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n")))
+        },
+    ));
+    let payload: BoxedPayloadStream = Box::pin(body);
+    req.replace_payload(Payload::Stream { payload }).0
+}
+
+#[actix_rt::test]
+async fn an_upload_in_flight_holds_its_room_against_a_second_one() {
+    let disk = Disk::new();
+    let app = tight_app(&disk).await;
+    let (reached, streaming) = oneshot::channel();
+    let (go, rest) = oneshot::channel();
+    let first = binary(700);
+
+    let (paused, second) = join(
+        send(
+            &app,
+            post_paused("/fs/alice/first.bin", first.clone(), reached, rest),
+        ),
+        async {
+            // The first upload has reserved what it streamed so far.
+            streaming.await.unwrap();
+            let second = upload(&app, "/fs/alice/second.bin", &binary(400)).await;
+            go.send(()).unwrap();
+            second
+        },
+    )
+    .await;
+    second.assert_error(StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        second.json()["error"],
+        "the upload would take the client's folder over its limit of 1024 bytes \
+         (concierge.max_bytes_per_client)"
+    );
+    assert_eq!(paused.status, StatusCode::CREATED);
+    assert_eq!(paused.json()["size"], 700);
+    assert_eq!(disk.tree(), ["alice", "alice/first.bin"]);
+    assert!(fs::read(disk.alice().join("first.bin")).unwrap() == first);
+}
+
+#[actix_rt::test]
+async fn an_upload_abandoned_mid_way_gives_its_room_and_its_files_back() {
+    let disk = Disk::new();
+    let app = tight_app(&disk).await;
+    let (reached, streaming) = oneshot::channel();
+    let (_never, rest) = oneshot::channel();
+
+    let abandoned = Box::pin(send(
+        &app,
+        post_paused("/fs/alice/deep/gone.bin", binary(900), reached, rest),
+    ));
+    match select(abandoned, streaming).await {
+        Either::Left(_) => panic!("the paused upload finished"),
+        // As when the client goes away: the handler is dropped mid-upload.
+        Either::Right((_, abandoned)) => drop(abandoned),
+    }
+
+    let up = upload(&app, "/fs/alice/whole.bin", &binary(1024)).await;
+    assert_eq!(up.status, StatusCode::CREATED);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while disk.tree() != ["alice", "alice/whole.bin"] {
+        assert!(Instant::now() < deadline, "{:?}", disk.tree());
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_delete_removes_the_folders_it_leaves_empty() {
+    let disk = Disk::new();
+    let app = app(&disk).await;
+    upload(&app, "/fs/alice/a/b/c.txt", b"c").await;
+    upload(&app, "/fs/alice/a/d.txt", b"d").await;
+
+    let deleted = send(&app, delete("/fs/alice/a/b/c.txt", ALICE)).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    assert_eq!(disk.tree(), ["alice", "alice/a", "alice/a/d.txt"]);
+    let deleted = send(&app, delete("/fs/alice/a/d.txt", ALICE)).await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    assert_eq!(disk.tree(), ["alice"]);
 }

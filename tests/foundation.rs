@@ -104,10 +104,19 @@ async fn health_readiness_and_metrics_answer() {
         "switchboard_messages_dropped_total{protocol=\"sessions\",reason=\"slow\"}",
         "switchboard_listed_sessions",
         "switchboard_actor_restarts_total{actor=\"registry\"}",
-        "switchboard_process_cpu_seconds_total",
-        "switchboard_process_resident_memory_bytes",
     ] {
         assert!(metrics.text.contains(series), "missing {series}");
+    }
+    // Process series under their conventional names, not a prefixed copy.
+    for series in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+    ] {
+        assert!(
+            metrics.text.lines().any(|line| line.starts_with(series)),
+            "missing unprefixed {series}"
+        );
     }
     wait_for_metric(&broker, common::SESSION_CONNECTIONS, 1.0, WAIT).await;
 }

@@ -8,6 +8,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use common::rooms::BOB;
 use common::tokens::{options, token};
 use common::{request_headers, Broker};
 use serde_json::Value;
@@ -23,7 +24,7 @@ fn guarded() -> Broker {
 /// Every protocol's upgrade path, with the subprotocol it is opened with.
 fn upgrades() -> Vec<(String, Option<&'static str>)> {
     let live = token("u1", "alice");
-    let rooms = token("u2", "bob");
+    let rooms = token(BOB, "bob");
     vec![
         ("/sessions".to_owned(), None),
         ("/chat/ws".to_owned(), None),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::chat::join as chat;
 use common::concierge::{self, Peer};
-use common::rooms::{create_by_api, RoomsUser};
+use common::rooms::{create_by_api, RoomsUser, ALICE, BOB, CAROL, MEMBER};
 use common::tokens::options;
 use common::{
     admin, chat_history, metric, request, request_raw, wait_for_metric, Broker, Options, Reply,
@@ -97,6 +97,16 @@ async fn skip_to(peer: &mut Peer, kind: &str) -> Value {
             return frame;
         }
     }
+}
+
+/// `peer` creates the concierge service `create` names: the broadcast, then
+/// its own sequenced result.
+async fn create_service(peer: &mut Peer, create: Value) {
+    peer.send(create).await;
+    skip_to(peer, "SERVICE_CREATE_RESULT").await;
+    let reply = peer.ws.recv_json().await;
+    assert_eq!(reply["type"], "SERVICE_CREATE_RESULT", "{reply}");
+    assert_eq!(reply["successful"], true, "{reply}");
 }
 
 /// The MESSAGE a subscriber of `service` (owned by the client with uuid `owner`) gets for a publish of `data`.
@@ -223,10 +233,12 @@ async fn a_concierge_publish_reaches_the_subscribers_from_the_server() {
     let [alice, bob, carol] = &mut peers[..] else {
         unreachable!()
     };
-    alice
-        .send(json!({"type": "SERVICE_CREATE", "service": "weather", "nickname": "Weather feed"}))
-        .await;
-    for p in [&mut *alice, &mut *bob, &mut *carol] {
+    create_service(
+        alice,
+        json!({"type": "SERVICE_CREATE", "service": "weather", "nickname": "Weather feed"}),
+    )
+    .await;
+    for p in [&mut *bob, &mut *carol] {
         skip_to(p, "SERVICE_CREATE_RESULT").await;
     }
     bob.send(json!({"type": "SELF_SUBSCRIBE", "service": "weather"}))
@@ -311,12 +323,8 @@ async fn a_concierge_publish_to_a_service_without_subscribers_has_no_recipients(
     let [alice, bob] = &mut peers[..] else {
         unreachable!()
     };
-    alice
-        .send(json!({"type": "SERVICE_CREATE", "service": "quiet"}))
-        .await;
-    for p in [&mut *alice, &mut *bob] {
-        skip_to(p, "SERVICE_CREATE_RESULT").await;
-    }
+    create_service(alice, json!({"type": "SERVICE_CREATE", "service": "quiet"})).await;
+    skip_to(bob, "SERVICE_CREATE_RESULT").await;
     published(&broker, "concierge", "quiet", json!(1), 0).await;
     alice.silent().await;
     bob.silent().await;
@@ -344,20 +352,20 @@ async fn a_concierge_publish_to_a_service_without_subscribers_has_no_recipients(
 #[actix_rt::test]
 async fn a_rooms_publish_reaches_the_entered_members_in_the_rooms_sequence() {
     let broker = Broker::with(options());
-    let mut alice = RoomsUser::connect(&broker, "alice").await;
-    let mut bob = RoomsUser::connect(&broker, "bob").await;
-    let mut carol = RoomsUser::connect(&broker, "carol").await;
+    let mut alice = RoomsUser::connect(&broker, ALICE).await;
+    let mut bob = RoomsUser::connect(&broker, BOB).await;
+    let mut carol = RoomsUser::connect(&broker, CAROL).await;
     let room = alice.create("club", false).await;
     bob.send(json!({"type": "enter", "room_id": room})).await;
-    let entered = json!({"type": "enter", "user_id": "bob", "room_id": room});
+    let entered = json!({"type": "enter", "user_id": BOB, "room_id": room});
     bob.expect(entered.clone()).await;
     alice.expect(entered).await;
 
     alice
         .send(json!({"type": "message", "content": "hello", "room_id": room}))
         .await;
-    let first = alice.message("alice", "hello", &room).await;
-    assert_eq!(bob.message("alice", "hello", &room).await, first);
+    let first = alice.message(ALICE, "hello", &room).await;
+    assert_eq!(bob.message(ALICE, "hello", &room).await, first);
     let out = counter(&broker, &out_series("rooms")).await;
 
     published(&broker, "rooms", &room, json!("Server restarts at 5"), 2).await;
@@ -379,8 +387,8 @@ async fn a_rooms_publish_reaches_the_entered_members_in_the_rooms_sequence() {
     // The sequence goes on for clients and further publishes.
     bob.send(json!({"type": "message", "content": "after", "room_id": room}))
         .await;
-    let after = bob.message("bob", "after", &room).await;
-    assert_eq!(alice.message("bob", "after", &room).await, after);
+    let after = bob.message(BOB, "after", &room).await;
+    assert_eq!(alice.message(BOB, "after", &room).await, after);
     assert!(after["message_id"].as_u64() > notice["message_id"].as_u64());
     published(&broker, "rooms", &room, json!("again"), 2).await;
     let again = alice.message("@server", "again", &room).await;
@@ -389,7 +397,7 @@ async fn a_rooms_publish_reaches_the_entered_members_in_the_rooms_sequence() {
 
     // Bob exits: one recipient left.
     bob.send(json!({"type": "exit", "room_id": room})).await;
-    let exited = json!({"type": "exit", "user_id": "bob", "room_id": room});
+    let exited = json!({"type": "exit", "user_id": BOB, "room_id": room});
     bob.expect(exited.clone()).await;
     alice.expect(exited).await;
     published(&broker, "rooms", &room, json!("just you"), 1).await;
@@ -491,11 +499,12 @@ async fn malformed_publishes_are_400() {
     let broker = Broker::with(options());
     let mut alice = chat(&broker, "alice", None).await;
     let mut owner = concierge::identify(&broker, "owner").await;
-    owner
-        .send(json!({"type": "SERVICE_CREATE", "service": "feed"}))
-        .await;
-    skip_to(&mut owner, "SERVICE_CREATE_RESULT").await;
-    let mut member = RoomsUser::connect(&broker, "member").await;
+    create_service(
+        &mut owner,
+        json!({"type": "SERVICE_CREATE", "service": "feed"}),
+    )
+    .await;
+    let mut member = RoomsUser::connect(&broker, MEMBER).await;
     let room = member.create("club", false).await;
 
     for body in [

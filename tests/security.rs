@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::Utc;
+use common::rooms::ALICE;
 use common::tokens::{base64url, options, upgrade_refused, JWT_SECRET};
 use common::{request, request_raw, Broker, WsClient};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -34,7 +35,7 @@ fn signed(alg: Algorithm, secret: &str, claims: &Value) -> String {
 #[actix_rt::test]
 async fn both_token_protocols_refuse_every_token_that_is_not_a_current_hs256_one() {
     let broker = Broker::with(options());
-    let good = json!({"sub": "u1", "name": "alice", "exp": now() + 3600});
+    let good = json!({"sub": ALICE, "name": "alice", "exp": now() + 3600});
     // tests/live.rs already asserts the last three on /live.
     let everywhere = [
         ("HS384", signed(Algorithm::HS384, JWT_SECRET, &good)),
@@ -44,7 +45,7 @@ async fn both_token_protocols_refuse_every_token_that_is_not_a_current_hs256_one
             signed(
                 Algorithm::HS256,
                 JWT_SECRET,
-                &json!({"sub": "u1", "name": "alice", "exp": now() + 3600, "nbf": now() + 600}),
+                &json!({"sub": ALICE, "name": "alice", "exp": now() + 3600, "nbf": now() + 600}),
             ),
         ),
         (
@@ -52,7 +53,7 @@ async fn both_token_protocols_refuse_every_token_that_is_not_a_current_hs256_one
             signed(
                 Algorithm::HS256,
                 JWT_SECRET,
-                &json!({"sub": "u1", "name": "alice"}),
+                &json!({"sub": ALICE, "name": "alice"}),
             ),
         ),
     ];
@@ -70,7 +71,7 @@ async fn both_token_protocols_refuse_every_token_that_is_not_a_current_hs256_one
             signed(
                 Algorithm::HS256,
                 JWT_SECRET,
-                &json!({"sub": "u1", "name": "alice", "exp": now() - 10}),
+                &json!({"sub": ALICE, "name": "alice", "exp": now() - 10}),
             ),
         ),
         (
@@ -283,10 +284,10 @@ async fn no_secret_key_or_token_reaches_the_output_even_at_debug_level() {
     assert_eq!(status, 401);
 
     // Tokens: a forged one refused, a valid one accepted (query and header).
-    let forged = TokenKeys::new(OTHER_JWT.as_bytes()).mint("u1", "alice", Duration::from_secs(60));
+    let forged = TokenKeys::new(OTHER_JWT.as_bytes()).mint(ALICE, "alice", Duration::from_secs(60));
     upgrade_refused(&broker.ws(&format!("/live?token={forged}")), None).await;
     upgrade_refused(&broker.ws("/rooms"), Some(&forged)).await;
-    let valid = TokenKeys::new(JWT.as_bytes()).mint("u1", "alice", Duration::from_secs(600));
+    let valid = TokenKeys::new(JWT.as_bytes()).mint(ALICE, "alice", Duration::from_secs(600));
     let live = WsClient::connect(&broker.ws(&format!("/live?token={valid}"))).await;
     let (_, rooms) = awc::Client::new()
         .ws(broker.ws("/rooms"))

@@ -8,8 +8,7 @@ mod common;
 
 use std::cell::Cell;
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -23,60 +22,11 @@ use common::{admin, metric, wait_for_metric, Broker, Options, WsClient};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use socket2::{Domain, Socket, Type};
 use tokio::sync::Notify;
-
-/// Opens a WebSocket to `path` from a client that never reads: a 4 KiB
-/// receive buffer, so its window closes after a few KiB. Returns the socket
-/// once the handshake is answered.
-///
-/// The MSS is set to Ethernet's 1460 bytes: on loopback it is 64 KiB, and
-/// Linux sizes the broker's send buffer from it (2 × 10 segments, ~3.9 MiB
-/// per socket), which a real peer does not get and which would take 2,000
-/// stalled sockets past the host's TCP memory limit (7.8 GiB). With it the
-/// broker's send buffer starts at ~70 KiB and grows to ~115 KiB, as for a
-/// peer on a real network.
-fn stalled_socket(addr: &str, path: &str) -> TcpStream {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.set_tcp_mss(1460).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(common::FRAME_TIMEOUT))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    stream
-}
 
 /// A session-list watcher that never reads.
 fn stalled_watcher(addr: &str) -> TcpStream {
-    stalled_socket(addr, "/sessions")
-}
-
-/// Sends one short text frame from a raw client (masked with a zero key).
-fn send_raw_text(stream: &mut TcpStream, text: &str) {
-    assert!(text.len() < 126, "short frames only");
-    let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
-    frame.extend_from_slice(text.as_bytes());
-    stream.write_all(&frame).unwrap();
+    common::stalled_socket(addr, "/sessions")
 }
 
 /// What `/proc` shows of the broker process.
@@ -544,9 +494,9 @@ async fn a_chat_member_that_stops_reading_is_dropped_and_the_others_get_everythi
     let baseline_fds = settled_fds(pid).await;
 
     // A member that joins, then never reads again.
-    let mut stalled = stalled_socket(&broker.addr, "/chat/ws");
+    let mut stalled = common::stalled_socket(&broker.addr, "/chat/ws");
     let request = json!({"event_type": "connection_request", "username": "stalled"});
-    send_raw_text(&mut stalled, &request.to_string());
+    common::send_raw_text(&mut stalled, &request.to_string());
     let arrived = json!({"event_type": "user_join", "username": "stalled"});
     for (conn, name) in conns.iter_mut().zip(names) {
         loop {

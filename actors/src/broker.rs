@@ -2,6 +2,7 @@
 //! protocols' long-lived actors, wired together.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -35,6 +36,8 @@ pub struct BrokerSettings {
     pub rooms: RoomsSettings,
     /// Arbiters for room-like actors (usually the number of cores).
     pub arbiters: usize,
+    /// Time between the operator console's samples (`admin.console_interval`).
+    pub console_interval: Duration,
 }
 
 /// The running actor system, as the HTTP layer sees it.
@@ -99,6 +102,7 @@ impl Broker {
             evict_after,
             settings.limits.max_rooms_per_client,
             settings.concierge.files_dir.clone(),
+            settings.concierge.fs_key,
         );
         let chat_lobby = Supervisor::start_in_arbiter(&pool.next(), move |_| {
             Lobby::new(Protocol::Chat, ActorKind::ChatLobby, evict_after)
@@ -124,7 +128,9 @@ impl Broker {
         let presence =
             Supervisor::start_in_arbiter(&pool.next(), move |_| Presence::new(evict_after));
 
-        let monitor = Monitor::start_in_arbiter(&pool.next(), |_| Monitor::new());
+        let console_interval = settings.console_interval;
+        let monitor =
+            Monitor::start_in_arbiter(&pool.next(), move |_| Monitor::new(console_interval));
 
         let limits = Arc::new(settings.limits);
         let admission = Admission::new(limits.max_connections, limits.max_connections_per_ip);

@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -159,6 +160,37 @@ impl ConnectionStats {
     }
 }
 
+/// The accepted TCP socket under a connection, recorded when the server
+/// accepts it (`HttpServer::on_connect`), so the connection can end it as
+/// soon as a close handshake is done.
+///
+/// Without it, actix-http keeps reading (and discarding) from a socket whose
+/// response has ended until the client hangs up or its disconnect timeout
+/// passes (0.5 to 1 s): the client, which per RFC 6455 waits for the server to
+/// close first, waited that long on every close.
+#[derive(Clone, Copy, Debug)]
+pub struct AcceptedSocket(RawFd);
+
+impl AcceptedSocket {
+    /// The socket with this descriptor.
+    pub fn new(fd: RawFd) -> Self {
+        AcceptedSocket(fd)
+    }
+
+    /// Stops reading: actix-http sees end-of-stream, writes out what is
+    /// queued (the close frame) and closes the connection at once. Call it
+    /// from the connection's actor only, once the client's close is answered.
+    pub fn end_reading(self) {
+        // SAFETY: a connection actor runs inside the response body of its
+        // HTTP connection, so its handlers run only while the connection,
+        // and with it this descriptor, is open: it cannot name another socket.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.0) };
+        if let Err(e) = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Read) {
+            log::debug!("could not end reading the socket: {e}");
+        }
+    }
+}
+
 /// How others reach a connection: its frames and its close switch.
 #[derive(Clone)]
 pub struct MemberHandle {
@@ -232,6 +264,7 @@ pub struct ConnectionCore {
     /// The batch being written, kept between flushes for its allocation.
     batch: VecDeque<Frames>,
     stats: Arc<ConnectionStats>,
+    socket: Option<AcceptedSocket>,
     _ticket: Ticket,
 }
 
@@ -265,8 +298,16 @@ impl ConnectionCore {
             outbox: None,
             batch: VecDeque::new(),
             stats: Arc::default(),
+            socket: None,
             _ticket: ticket,
         }
+    }
+
+    /// Records the accepted socket under the connection (before start), so
+    /// that a finished close handshake ends it at once.
+    pub fn with_socket(mut self, socket: Option<AcceptedSocket>) -> Self {
+        self.socket = socket;
+        self
     }
 
     /// Replaces the broker-wide heartbeat with a protocol's own (before start).
@@ -382,8 +423,13 @@ impl ConnectionCore {
             }
             ws::Message::Pong(_) | ws::Message::Nop => None,
             ws::Message::Close(reason) => {
+                // The client closed: answer, and end the connection now that
+                // the handshake is done instead of waiting for its hang-up.
                 ctx.close(reason);
                 ctx.stop();
+                if let Some(socket) = self.socket {
+                    socket.end_reading();
+                }
                 None
             }
         }
@@ -424,6 +470,18 @@ impl ConnectionCore {
                 frames.len() as u64
             }
         }
+    }
+
+    /// Writes a reply after everything already queued for this connection, so
+    /// a broadcast that the request itself caused (queued before the answer
+    /// came back) reaches the client before the reply, as the concierge's
+    /// clients expect.
+    pub fn reply<A>(&mut self, ctx: &mut WebsocketContext<A>, frames: Frames)
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        self.flush(ctx);
+        self.write(ctx, frames);
     }
 
     /// Writes everything queued in the outbox (on its [`Flush`]).

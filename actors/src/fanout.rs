@@ -17,7 +17,8 @@ use actix::prelude::SendError;
 
 /// The members of one room, service or feed.
 pub struct FanOut {
-    protocol: Protocol,
+    /// Who fans out (a protocol's name), for the log.
+    label: &'static str,
     metrics: &'static ProtocolMetrics,
     evict_after: u32,
     members: HashMap<ConnId, Member>,
@@ -44,9 +45,19 @@ pub enum Delivery {
 impl FanOut {
     /// An empty group; members are removed after `evict_after` consecutive drops.
     pub fn new(protocol: Protocol, evict_after: u32) -> Self {
+        Self::metered(protocol.as_str(), metrics().protocol(protocol), evict_after)
+    }
+
+    /// An empty group counted in `metrics` and logged as `label` (for a
+    /// fan-out that is not a protocol's, such as the console's live feed).
+    pub fn metered(
+        label: &'static str,
+        metrics: &'static ProtocolMetrics,
+        evict_after: u32,
+    ) -> Self {
         FanOut {
-            protocol,
-            metrics: metrics().protocol(protocol),
+            label,
+            metrics,
             evict_after: evict_after.max(1),
             members: HashMap::new(),
         }
@@ -87,10 +98,21 @@ impl FanOut {
     /// (slow consumers and closed connections), so the owner can update its
     /// own state.
     pub fn broadcast(&mut self, frame: &Frames) -> Vec<ConnId> {
-        self.metrics.fanout_size.observe(self.members.len() as f64);
+        self.broadcast_except(frame, None)
+    }
+
+    /// Sends `frame` to every member but `except` (a sender that must not
+    /// hear its own message). Returns the members removed on the way.
+    pub fn broadcast_except(&mut self, frame: &Frames, except: Option<ConnId>) -> Vec<ConnId> {
+        let recipients =
+            self.members.len() - usize::from(except.is_some_and(|id| self.contains(id)));
+        self.metrics.fanout_size.observe(recipients as f64);
         let mut removed = Vec::new();
         for (id, member) in &mut self.members {
-            if !Self::offer(self.protocol, self.metrics, self.evict_after, member, frame) {
+            if Some(*id) == except {
+                continue;
+            }
+            if !Self::offer(self.label, self.metrics, self.evict_after, member, frame) {
                 removed.push(*id);
             }
         }
@@ -106,7 +128,7 @@ impl FanOut {
             return Delivery::NotMember;
         };
         let drops_before = member.drops_in_a_row;
-        if Self::offer(self.protocol, self.metrics, self.evict_after, member, frame) {
+        if Self::offer(self.label, self.metrics, self.evict_after, member, frame) {
             if member.drops_in_a_row > drops_before {
                 Delivery::Dropped
             } else {
@@ -120,7 +142,7 @@ impl FanOut {
 
     /// Offers one frame to one member; `false` means the member must go.
     fn offer(
-        protocol: Protocol,
+        label: &'static str,
         metrics: &ProtocolMetrics,
         evict_after: u32,
         member: &mut Member,
@@ -139,7 +161,7 @@ impl FanOut {
                 }
                 metrics.slow_consumers.inc();
                 log::warn!(
-                    "{protocol} connection {} removed as a slow consumer after {} dropped messages",
+                    "{label} connection {} removed as a slow consumer after {} dropped messages",
                     member.handle.id,
                     member.drops_in_a_row
                 );

@@ -5,6 +5,12 @@
 //! `restarting` and starts it again with the state it had. [`InjectFault`]
 //! makes a chat room do exactly that, so a test can check that the restart
 //! is counted and that the room, its members and every other room carry on.
+//!
+//! [`fail_store_writes`] makes every store write fail (reads still work), so
+//! the durability tests can check that nothing is acknowledged or broadcast
+//! that was not committed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::{ActorContext, Handler, Message};
 
@@ -21,4 +27,21 @@ impl Handler<InjectFault> for Room {
         log::warn!("fault injected: a chat room stops");
         ctx.stop();
     }
+}
+
+static STORE_WRITES_FAIL: AtomicBool = AtomicBool::new(false);
+
+/// While `on`, every store write answers [`StoreError::Injected`](crate::store::StoreError::Injected)
+/// without touching the database.
+pub fn fail_store_writes(on: bool) {
+    STORE_WRITES_FAIL.store(on, Ordering::SeqCst);
+    log::warn!(
+        "fault injected: store writes {}",
+        if on { "fail" } else { "succeed again" }
+    );
+}
+
+/// Whether store writes are made to fail.
+pub fn store_writes_fail() -> bool {
+    STORE_WRITES_FAIL.load(Ordering::SeqCst)
 }

@@ -9,7 +9,7 @@
 use actix::prelude::*;
 
 use crate::connection::{ConnId, Frames, MemberHandle};
-use crate::fanout::FanOut;
+use crate::fanout::{Delivery, FanOut};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::Protocol;
 
@@ -64,6 +64,25 @@ impl Handler<Exit> for Lobby {
     type Result = ();
     fn handle(&mut self, Exit(id): Exit, _: &mut Self::Context) {
         self.everyone.leave(id);
+    }
+}
+
+/// Sends frames to one client in the lobby, under the same slow-consumer
+/// policy as a broadcast (a full queue counts a drop; a client that keeps
+/// dropping is removed and closed). Answers what became of the frames.
+#[derive(Message)]
+#[rtype(result = "Delivery")]
+pub struct SendTo {
+    /// The client's connection.
+    pub id: ConnId,
+    /// The frames, encoded by the sender.
+    pub frames: Frames,
+}
+
+impl Handler<SendTo> for Lobby {
+    type Result = MessageResult<SendTo>;
+    fn handle(&mut self, msg: SendTo, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.everyone.send_to(msg.id, &msg.frames))
     }
 }
 

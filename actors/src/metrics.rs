@@ -94,6 +94,9 @@ impl Drop for ActorGauge {
 pub struct Metrics {
     registry: Registry,
     per_protocol: Vec<ProtocolMetrics>,
+    /// The operator console's live feed, under `protocol="console"`: its
+    /// fan-out follows the same slow-consumer policy as the protocols'.
+    console: ProtocolMetrics,
     /// Sessions currently listed by the session list.
     pub listed_sessions: IntGauge,
     /// The concierge's own series.
@@ -104,6 +107,9 @@ pub struct Metrics {
     pub live_users: IntGauge,
     /// The permissioned rooms' series.
     pub rooms: RoomsMetrics,
+    /// Requests refused because they would pass a configured cap, by
+    /// protocol and cap (see [`Metrics::limit_reached`]).
+    limit_rejections: IntCounterVec,
     /// Restarts of supervised actors, by actor kind.
     actor_restarts: IntCounterVec,
     /// Live long-lived actors, by kind.
@@ -293,6 +299,11 @@ impl Metrics {
             "Sessions currently listed by the session list.",
         )
         .expect("valid gauge");
+        let limit_rejections = counter_vec(
+            "switchboard_limit_rejections_total",
+            "Requests refused because they would pass a configured cap (rooms, files, bytes, invites, creation and HTTP rates), by protocol and cap.",
+            &["protocol", "limit"],
+        );
         let actor_restarts = counter_vec(
             "switchboard_actor_restarts_total",
             "Restarts of supervised actors.",
@@ -364,25 +375,27 @@ impl Metrics {
             .expect("valid counter"),
         };
 
+        let series_of = |label: &str| {
+            let l = &[label];
+            ProtocolMetrics {
+                connections: connections.with_label_values(l),
+                connections_opened: opened.with_label_values(l),
+                connections_refused: refused.with_label_values(l),
+                messages_in: messages_in.with_label_values(l),
+                messages_out: messages_out.with_label_values(l),
+                dropped_slow: dropped.with_label_values(&[label, "slow"]),
+                dropped_rate: dropped.with_label_values(&[label, "rate"]),
+                slow_consumers: slow.with_label_values(l),
+                published: published.with_label_values(l),
+                fanout_size: fanout.with_label_values(l),
+                handling_seconds: handling.with_label_values(l),
+            }
+        };
         let per_protocol = Protocol::ALL
             .iter()
-            .map(|p| {
-                let l = &[p.as_str()];
-                ProtocolMetrics {
-                    connections: connections.with_label_values(l),
-                    connections_opened: opened.with_label_values(l),
-                    connections_refused: refused.with_label_values(l),
-                    messages_in: messages_in.with_label_values(l),
-                    messages_out: messages_out.with_label_values(l),
-                    dropped_slow: dropped.with_label_values(&[p.as_str(), "slow"]),
-                    dropped_rate: dropped.with_label_values(&[p.as_str(), "rate"]),
-                    slow_consumers: slow.with_label_values(l),
-                    published: published.with_label_values(l),
-                    fanout_size: fanout.with_label_values(l),
-                    handling_seconds: handling.with_label_values(l),
-                }
-            })
+            .map(|p| series_of(p.as_str()))
             .collect();
+        let console = series_of("console");
         for kind in ActorKind::ALL {
             actor_restarts.with_label_values(&[kind.as_str()]);
             actors.with_label_values(&[kind.as_str()]);
@@ -409,24 +422,26 @@ impl Metrics {
         reg(Box::new(rooms.rooms.clone()));
         reg(Box::new(rooms.members.clone()));
         reg(Box::new(rooms.messages.clone()));
+        reg(Box::new(limit_rejections.clone()));
         reg(Box::new(actor_restarts.clone()));
         reg(Box::new(actors.clone()));
         reg(Box::new(client_versions.clone()));
+        // Unprefixed (`process_resident_memory_bytes`, ...): the names every
+        // dashboard and alert for a Prometheus target already expects.
         reg(Box::new(
-            prometheus::process_collector::ProcessCollector::new(
-                std::process::id() as i32,
-                "switchboard",
-            ),
+            prometheus::process_collector::ProcessCollector::for_self(),
         ));
 
         Metrics {
             registry,
             per_protocol,
+            console,
             listed_sessions,
             concierge,
             chat,
             live_users,
             rooms,
+            limit_rejections,
             actor_restarts,
             actors,
             client_versions,
@@ -437,6 +452,11 @@ impl Metrics {
     /// The series of one protocol.
     pub fn protocol(&self, protocol: Protocol) -> &ProtocolMetrics {
         &self.per_protocol[protocol.index()]
+    }
+
+    /// The series of the operator console's live feed (`protocol="console"`).
+    pub fn console(&self) -> &ProtocolMetrics {
+        &self.console
     }
 
     /// The figures an operator watches, read from the series themselves so
@@ -459,6 +479,15 @@ impl Metrics {
                 .map(|k| self.actor_restarts.with_label_values(&[k.as_str()]).get())
                 .sum(),
         }
+    }
+
+    /// Counts one request refused by the cap named `limit` (a fixed name,
+    /// the config key's last part, e.g. `max_rooms`), so the label set stays
+    /// bounded.
+    pub fn limit_reached(&self, protocol: Protocol, limit: &'static str) {
+        self.limit_rejections
+            .with_label_values(&[protocol.as_str(), limit])
+            .inc();
     }
 
     /// Counts one restart of a supervised actor.
@@ -540,7 +569,7 @@ mod tests {
             "switchboard_messages_dropped_total{protocol=\"sessions\",reason=\"slow\"}",
             "switchboard_listed_sessions",
             "switchboard_actor_restarts_total",
-            "switchboard_process_resident_memory_bytes",
+            "process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -1,13 +1,16 @@
-//! The Monitor actor: samples the broker's figures once a second for the
-//! operator console.
+//! The Monitor actor: samples the broker's figures once a second (by
+//! default: `admin.console_interval`) for the operator console.
 //!
 //! Each tick reads [`Metrics::snapshot`](crate::metrics::Metrics::snapshot),
 //! turns the counters into per-second rates, keeps the last
 //! [`HISTORY`] samples (so a console that opens draws its charts at once)
 //! and pushes the sample, encoded once, to every console watching. The
-//! overview of the admin API is the same sample taken on demand.
+//! pushes go through the shared [`FanOut`]: each console has a bounded
+//! outbox, a full one counts a drop (`protocol="console"`), and a console
+//! that keeps dropping is closed like any slow consumer. The overview of
+//! the admin API is the same sample taken on demand.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -15,14 +18,17 @@ use bytestring::ByteString;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
+use crate::connection::{ConnId, Disconnect, Frames, MemberHandle};
+use crate::fanout::FanOut;
 use crate::metrics::{metrics, Snapshot};
+use crate::outbox::Outbox;
 use crate::Protocol;
 
 /// Samples kept for a console that opens: five minutes at one a second.
 pub const HISTORY: usize = 300;
 
-/// Time between samples.
-pub const TICK: Duration = Duration::from_secs(1);
+/// Pushes a console may miss in a row (its outbox full) before it is closed.
+pub const CONSOLE_EVICT_AFTER: u32 = 5;
 
 /// The broker's figures at one instant, as the console and
 /// `GET /api/admin/overview` show them.
@@ -93,11 +99,6 @@ impl Connections {
     }
 }
 
-/// A frame for consoles, encoded once and shared by all of them.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub struct ConsoleFrame(pub ByteString);
-
 /// The monitor actor (one per broker).
 pub struct Monitor {
     started: DateTime<Utc>,
@@ -106,20 +107,22 @@ pub struct Monitor {
     /// Rates of the last tick (in, out).
     rates: (f64, f64),
     history: VecDeque<Sample>,
-    watchers: HashMap<u64, Recipient<ConsoleFrame>>,
-    next_watcher: u64,
+    interval: Duration,
+    watchers: FanOut,
+    next_watcher: ConnId,
 }
 
 impl Monitor {
-    /// A monitor whose clock starts now.
-    pub fn new() -> Self {
+    /// A monitor whose clock starts now, sampling every `interval`.
+    pub fn new(interval: Duration) -> Self {
         Monitor {
+            interval,
             started: Utc::now(),
             since: Instant::now(),
             last: (Instant::now(), metrics().snapshot()),
             rates: (0.0, 0.0),
             history: VecDeque::with_capacity(HISTORY),
-            watchers: HashMap::new(),
+            watchers: FanOut::metered("console", metrics().console(), CONSOLE_EVICT_AFTER),
             next_watcher: 1,
         }
     }
@@ -162,19 +165,11 @@ impl Monitor {
         if self.watchers.is_empty() {
             return;
         }
-        let frame = ConsoleFrame(encode(&Tagged {
+        let frame = Frames::One(encode(&Tagged {
             kind: "sample",
             sample: &sample,
         }));
-        for watcher in self.watchers.values() {
-            watcher.do_send(frame.clone());
-        }
-    }
-}
-
-impl Default for Monitor {
-    fn default() -> Self {
-        Monitor::new()
+        self.watchers.broadcast(&frame);
     }
 }
 
@@ -207,7 +202,7 @@ impl Actor for Monitor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(TICK, |monitor, _| monitor.tick());
+        ctx.run_interval(self.interval, |monitor, _| monitor.tick());
     }
 }
 
@@ -224,21 +219,32 @@ impl Handler<Overview> for Monitor {
 }
 
 /// A console starts watching: it is sent the samples kept so far at once
-/// (`{"type":"history","samples":[...]}`), then every new one.
+/// (`{"type":"history","samples":[...]}`), then every new one, through its
+/// outbox. Answers the console's id among the watchers.
 #[derive(Message)]
-#[rtype(result = "u64")]
-pub struct Watch(pub Recipient<ConsoleFrame>);
+#[rtype(result = "ConnId")]
+pub struct Watch {
+    /// The console's bounded outbox.
+    pub deliver: Outbox,
+    /// Where a slow console's close order goes.
+    pub disconnect: Recipient<Disconnect>,
+}
 
 impl Handler<Watch> for Monitor {
-    type Result = u64;
-    fn handle(&mut self, Watch(watcher): Watch, _: &mut Self::Context) -> u64 {
-        watcher.do_send(ConsoleFrame(encode(&History {
-            kind: "history",
-            samples: &self.history,
-        })));
+    type Result = ConnId;
+    fn handle(&mut self, watch: Watch, _: &mut Self::Context) -> ConnId {
         let id = self.next_watcher;
         self.next_watcher += 1;
-        self.watchers.insert(id, watcher);
+        self.watchers.join(MemberHandle {
+            id,
+            deliver: watch.deliver,
+            disconnect: watch.disconnect,
+        });
+        let history = Frames::One(encode(&History {
+            kind: "history",
+            samples: &self.history,
+        }));
+        self.watchers.send_to(id, &history);
         id
     }
 }
@@ -246,12 +252,12 @@ impl Handler<Watch> for Monitor {
 /// A console stopped watching (the id [`Watch`] answered).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Unwatch(pub u64);
+pub struct Unwatch(pub ConnId);
 
 impl Handler<Unwatch> for Monitor {
     type Result = ();
     fn handle(&mut self, Unwatch(id): Unwatch, _: &mut Self::Context) {
-        self.watchers.remove(&id);
+        self.watchers.leave(id);
     }
 }
 
@@ -261,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_sample_tagged_for_the_wire_is_flat() {
-        let monitor = Monitor::new();
+        let monitor = Monitor::new(Duration::from_secs(1));
         let sample = monitor.sample(&Snapshot {
             connections: [1, 2, 0, 0, 3],
             ..Snapshot::default()

@@ -73,6 +73,7 @@ impl Supervised for Registry {
     fn restarting(&mut self, _: &mut Self::Context) {
         log::warn!("registry restarting");
         metrics().actor_restarted(ActorKind::Registry);
+        self.chat.forget_pending();
     }
 }
 

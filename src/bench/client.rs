@@ -297,16 +297,19 @@ pub struct RoomsSession {
     pub user_id: String,
 }
 
-/// Permissioned rooms: connect with a token minted from `secret` and read
-/// the session frame.
+/// Permissioned rooms: connect as `name` with a token minted from `secret`
+/// and read the session frame. A rooms user id (the token's `sub`) must be
+/// a UUID (PROTOCOLS.md §5), so each connection is a new user with a random
+/// one; `name` is the token's `name` claim.
 pub async fn rooms_connect(
     endpoints: &Endpoints,
     secret: &str,
-    user_id: &str,
+    name: &str,
     source: Option<IpAddr>,
 ) -> Result<RoomsSession, BenchError> {
+    let user_id = uuid::Uuid::new_v4().to_string();
     let keys = switchboard_actors::auth::TokenKeys::new(secret.as_bytes());
-    let token = keys.mint(user_id, user_id, Duration::from_secs(3600));
+    let token = keys.mint(&user_id, name, Duration::from_secs(3600));
     let url = format!("{}/rooms?token={token}", endpoints.ws);
     let mut ws = connect(&url, source, None).await?;
     let session = expect_json(
@@ -319,7 +322,7 @@ pub async fn rooms_connect(
     Ok(RoomsSession {
         ws,
         key: field(&session, "key").to_owned(),
-        user_id: user_id.to_owned(),
+        user_id,
     })
 }
 

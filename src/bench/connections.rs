@@ -105,7 +105,7 @@ pub async fn run(
     args: ConnectionsArgs,
 ) -> Result<crate::bench::Report, BenchError> {
     let endpoints = Endpoints::parse(&common.url)?;
-    let rss = "switchboard_process_resident_memory_bytes";
+    let rss = "process_resident_memory_bytes";
     let before = settled(&endpoints).await?;
     let rss_before = client::metric(&before, rss)
         .ok_or_else(|| BenchError::Http(format!("{rss} is not in /metrics")))?;

@@ -21,8 +21,8 @@ use super::report::Report;
 use super::sessions::{self, SessionsArgs};
 use super::{progress, run_until, Common, Proto, Secrets};
 
-const RSS: &str = "switchboard_process_resident_memory_bytes";
-const FDS: &str = "switchboard_process_open_fds";
+const RSS: &str = "process_resident_memory_bytes";
+const FDS: &str = "process_open_fds";
 const CONNECTIONS: &str = "switchboard_connections";
 /// What the soak reports of each part: its volume and its losses.
 const PART_FIGURES: &[&str] = &[

@@ -10,6 +10,11 @@
 //! per-address and total caps); only a console that proved the key takes
 //! one of the [`MAX_CONSOLES`] places, so nobody without the key can crowd
 //! the operators out.
+//!
+//! The figures reach a console through a bounded outbox of
+//! [`CONSOLE_QUEUE`] pushes, under the broker's one slow-consumer policy: a
+//! console that stops reading loses pushes (counted under
+//! `protocol="console"`) and is closed with 1013 after a few in a row.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,13 +26,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 use serde::Deserialize;
 use switchboard_actors::admission::Ticket;
-use switchboard_actors::monitor::{ConsoleFrame, Monitor, Unwatch, Watch};
+use switchboard_actors::connection::{AcceptedSocket, Disconnect};
+use switchboard_actors::monitor::{Monitor, Unwatch, Watch};
+use switchboard_actors::outbox::{Flush, Outbox};
 
 use super::admin::is_admin_key;
 use super::{ApiError, AppState};
 
 /// Consoles watching at once, at most: each costs a sample a second.
 pub const MAX_CONSOLES: usize = 16;
+
+/// Pushes queued for one console at most (a sample each, plus the history).
+pub const CONSOLE_QUEUE: usize = 16;
 
 /// Time a console has to send its key.
 const KEY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,6 +131,8 @@ pub async fn live(
         state: state.into_inner(),
         watching: None,
         slot: None,
+        outbox: None,
+        socket: req.conn_data::<AcceptedSocket>().copied(),
         _ticket: ticket,
     };
     ws::WsResponseBuilder::new(watcher, &req, stream)
@@ -150,6 +162,10 @@ struct ConsoleWatcher {
     watching: Option<u64>,
     /// Its place among the consoles, once it sent the key.
     slot: Option<ConsoleSlot>,
+    /// Where the monitor queues its pushes (made when the actor starts).
+    outbox: Option<Outbox>,
+    /// Ended as soon as a close handshake is done.
+    socket: Option<AcceptedSocket>,
     _ticket: Ticket,
 }
 
@@ -186,8 +202,15 @@ impl ConsoleWatcher {
             );
         };
         self.slot = Some(slot);
+        let Some(deliver) = self.outbox.clone() else {
+            return ctx.stop();
+        };
+        let watch = Watch {
+            deliver,
+            disconnect: ctx.address().recipient(),
+        };
         self.monitor()
-            .send(Watch(ctx.address().recipient()))
+            .send(watch)
             .into_actor(self)
             .map(|watching, console, ctx| match watching {
                 Ok(id) => console.watching = Some(id),
@@ -201,6 +224,7 @@ impl Actor for ConsoleWatcher {
     type Context = WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.outbox = Some(Outbox::new(CONSOLE_QUEUE, ctx.address().recipient()));
         ctx.run_later(KEY_TIMEOUT, |console, ctx| {
             if console.slot.is_none() {
                 Self::refuse(ctx, CloseCode::Policy, "no key");
@@ -210,16 +234,35 @@ impl Actor for ConsoleWatcher {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(outbox) = &self.outbox {
+            outbox.close();
+        }
         if let Some(id) = self.watching {
             self.monitor().do_send(Unwatch(id));
         }
     }
 }
 
-impl Handler<ConsoleFrame> for ConsoleWatcher {
+impl Handler<Flush> for ConsoleWatcher {
     type Result = ();
-    fn handle(&mut self, ConsoleFrame(frame): ConsoleFrame, ctx: &mut Self::Context) {
-        ctx.text(frame);
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        let mut batch = std::collections::VecDeque::new();
+        outbox.take(&mut batch);
+        for frames in batch {
+            for frame in frames.as_slice() {
+                ctx.text(frame.clone());
+            }
+        }
+    }
+}
+
+impl Handler<Disconnect> for ConsoleWatcher {
+    type Result = ();
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        Self::refuse(ctx, CloseCode::from(msg.code), &msg.reason);
     }
 }
 
@@ -231,6 +274,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConsoleWatcher {
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
                 ctx.stop();
+                if let Some(socket) = self.socket {
+                    socket.end_reading();
+                }
             }
             Ok(_) => {}
             Err(e) => {

@@ -1,6 +1,10 @@
-//! `POST /api/debug/fault/chat/{room}` (admin key): makes a chat room actor
-//! fail so the supervision tests can watch it restart. Compiled only with
-//! the test-only `fault-injection` feature.
+//! Fault injection for the tests, compiled only with the test-only
+//! `fault-injection` feature (admin key on both):
+//! - `POST /api/debug/fault/chat/{room}` makes a chat room actor fail so the
+//!   supervision tests can watch it restart;
+//! - `PUT /api/debug/fault/store` with `{"fail_writes": bool}` makes every
+//!   store write fail (or succeed again), so the durability tests can check
+//!   that nothing uncommitted is acknowledged or broadcast.
 
 use actix_web::{web, HttpResponse};
 use switchboard_actors::chat::FindRoom;
@@ -14,7 +18,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/api/debug/fault/chat/{room}",
         web::post().to(fail_chat_room),
-    );
+    )
+    .route("/api/debug/fault/store", web::put().to(fail_store_writes));
+}
+
+#[derive(serde::Deserialize)]
+struct StoreFault {
+    fail_writes: bool,
+}
+
+async fn fail_store_writes(_: Admin, fault: web::Json<StoreFault>) -> HttpResponse {
+    switchboard_actors::fault::fail_store_writes(fault.fail_writes);
+    HttpResponse::NoContent().finish()
 }
 
 async fn fail_chat_room(

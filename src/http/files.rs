@@ -35,14 +35,30 @@
 //! its temporary file removed) as soon as it passes `max_file_size`; a
 //! `Content-Length` that cannot fit is refused before anything is read.
 //!
+//! # Caps
+//! Beside `max_file_size`, a client's folder holds at most
+//! `concierge.max_files_per_client` files and
+//! `concierge.max_bytes_per_client` bytes, and the whole directory at most
+//! `concierge.max_files_dir_bytes` bytes. An upload that would pass one is
+//! answered 413 naming the cap's config key, counted in
+//! `switchboard_limit_rejections_total`, and leaves nothing behind (its
+//! temporary file and any folder it created are removed). Replacing a file
+//! counts only the difference in size. How the counting stays exact while
+//! uploads race, and how it learns of clients that left, is described in
+//! [`usage`]. A delete also removes the folders it leaves empty, so that
+//! uploads and deletes cannot pile up empty folders.
+//!
 //! # The event loop
 //! Every file-system call runs on the blocking pool (`web::block`, or
 //! `tokio::fs`, which does the same), never on an actix worker thread, so a
 //! slow disk delays only its own request.
 
+mod usage;
+
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_files::NamedFile;
@@ -66,6 +82,11 @@ use switchboard_actors::registry::Registry;
 
 use super::ApiError;
 use switchboard_actors::concierge::wire::valid_client_name;
+use switchboard_actors::metrics::metrics;
+use switchboard_actors::Protocol;
+
+pub use usage::FileCaps;
+use usage::{Cap, Refusal, Ticket, Usage};
 
 /// The request header that carries the caller's file-server key.
 pub const KEY_HEADER: &str = "x-fs-key";
@@ -109,7 +130,7 @@ pub trait KeyDirectory: Send + Sync + 'static {
     /// The name of the connected client whose key is `key`, or `None` if no
     /// connected client has it. An `Err` is answered as is (e.g. 503 when the
     /// actor is unreachable).
-    fn owner_of(&self, key: Uuid) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>>;
+    fn owner_of(&self, key: String) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>>;
 }
 
 /// The broker's key directory: the registry knows every identified
@@ -117,7 +138,7 @@ pub trait KeyDirectory: Send + Sync + 'static {
 pub struct RegistryKeys(pub Addr<Registry>);
 
 impl KeyDirectory for RegistryKeys {
-    fn owner_of(&self, key: Uuid) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>> {
+    fn owner_of(&self, key: String) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>> {
         let request = self.0.send(FileKeyOwner(key));
         Box::pin(async move { Ok(request.await?) })
     }
@@ -126,15 +147,107 @@ impl KeyDirectory for RegistryKeys {
 /// The file server's state. The caller registers it as
 /// `web::Data<FileServer>` (`App::app_data`) next to [`routes`]; without it
 /// every request fails with 500.
-///
 pub struct FileServer {
     /// The folder that holds one folder per client. It is created by the
     /// first upload if it does not exist.
-    pub root: PathBuf,
+    root: PathBuf,
     /// The largest file accepted, in bytes (`concierge.max_file_size`).
-    pub max_file_size: u64,
+    max_file_size: u64,
     /// Tells which client a key belongs to.
-    pub keys: Box<dyn KeyDirectory>,
+    keys: Box<dyn KeyDirectory>,
+    /// What the folders hold, against the caps.
+    usage: Arc<Usage>,
+}
+
+impl FileServer {
+    /// A file server on `root`. Walks `root` once to learn what it already
+    /// holds (the directory cap counts it), so call it before serving.
+    pub fn new(
+        root: PathBuf,
+        max_file_size: u64,
+        caps: FileCaps,
+        keys: Box<dyn KeyDirectory>,
+    ) -> io::Result<Self> {
+        let held = usage::measure(&root)?;
+        Ok(Self {
+            root,
+            max_file_size,
+            keys,
+            usage: Arc::new(Usage::new(caps, held.bytes)),
+        })
+    }
+
+    /// Reserves `more` bytes of `ticket`'s upload; when the directory looks
+    /// full, recounts it first (see [`usage`]) and tries once more.
+    async fn reserve(&self, ticket: &Ticket, more: u64) -> Result<(), ApiError> {
+        match self.usage.reserve(ticket, more) {
+            Err(Refusal::Over(Cap::FilesDirBytes)) => {
+                if self.recount(false).await {
+                    self.usage
+                        .reserve(ticket, more)
+                        .map_err(|r| refused(self.usage.caps(), r))
+                } else {
+                    Err(refused(
+                        self.usage.caps(),
+                        Refusal::Over(Cap::FilesDirBytes),
+                    ))
+                }
+            }
+            other => other.map_err(|r| refused(self.usage.caps(), r)),
+        }
+    }
+
+    /// Drops the counts of clients that left and re-measures the rest of the
+    /// directory; `false` if no recount was due (see [`usage`]).
+    async fn recount(&self, forced: bool) -> bool {
+        let Some(recount) = self.usage.start_recount(forced) else {
+            return false;
+        };
+        let owners = recount
+            .entries
+            .iter()
+            .map(|(_, key)| self.keys.owner_of(key.clone()));
+        let owners = futures_util::future::join_all(owners).await;
+        let left: Vec<_> = recount
+            .entries
+            .iter()
+            .zip(owners)
+            .filter(|((name, _), owner)| matches!(owner, Ok(owner) if owner.as_ref() != Some(name)))
+            .map(|(entry, _)| entry.clone())
+            .collect();
+        let root = self.root.clone();
+        let sizes = match blocking(move || {
+            usage::measure_top_level(&root)
+                .map_err(|e| io_error("measuring the files directory", e))
+        })
+        .await
+        {
+            Ok(sizes) => Some(sizes),
+            Err(e) => {
+                log::warn!("file server recount failed: {e}");
+                None
+            }
+        };
+        recount.finish(&left, sizes);
+        true
+    }
+
+    /// The lock of `name`'s folder, counting the folder first if no request
+    /// of this connection (`key`) has yet.
+    async fn counted_folder(&self, name: &str, key: &str) -> Result<Arc<Mutex<()>>, ApiError> {
+        if self.usage.prune_due() {
+            self.recount(true).await;
+        }
+        if let Some(lock) = self.usage.folder_lock(name, key) {
+            return Ok(lock);
+        }
+        let dir = self.root.join(name);
+        let count = blocking(move || {
+            usage::measure(&dir).map_err(|e| io_error("measuring a client's folder", e))
+        })
+        .await?;
+        Ok(self.usage.track(name, key, count))
+    }
 }
 
 impl std::fmt::Debug for FileServer {
@@ -142,6 +255,7 @@ impl std::fmt::Debug for FileServer {
         f.debug_struct("FileServer")
             .field("root", &self.root)
             .field("max_file_size", &self.max_file_size)
+            .field("caps", &self.usage.caps())
             .finish_non_exhaustive()
     }
 }
@@ -218,28 +332,30 @@ async fn upload(
     payload: web::Payload,
     server: web::Data<FileServer>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &server).await?;
+    let (caller, key) = authenticate(&req, &server).await?;
     let target = parse_target(&req)?;
     require_owner(&caller, &target)?;
     check_declared_length(&req, server.max_file_size)?;
     require_form_data(&req)?;
 
-    let root = server.root.clone();
-    let to_prepare = target.clone();
-    let dir = blocking(move || prepare_upload_dir(&root, &to_prepare)).await?;
-    let destination = dir.join(target.file_name());
-    let partial =
-        PartialFile::new(dir.join(format!(".fs-upload-{}.part", Uuid::new_v4().simple())));
+    let lock = server.counted_folder(&caller, &key).await?;
+    let (root, usage, to_stage) = (
+        server.root.clone(),
+        Arc::clone(&server.usage),
+        target.clone(),
+    );
+    let (pending, file) =
+        blocking(move || PendingUpload::stage(&root, &to_stage, key, lock, usage)).await?;
 
     let mut parts = Multipart::new(req.headers(), payload);
-    let size = match receive_single_file(&mut parts, partial.path(), server.max_file_size).await {
+    let size = match receive_single_file(&mut parts, file, &server, pending.ticket()).await {
         Ok(size) => size,
         Err(e) => {
-            partial.discard().await;
+            pending.discard().await;
             return Err(e);
         }
     };
-    partial.commit(&destination).await?;
+    pending.commit().await?;
 
     log::debug!("client {caller} uploaded {} ({size} bytes)", target.path);
     Ok(HttpResponse::Created()
@@ -320,23 +436,37 @@ fn attachment(file_name: &str) -> ContentDisposition {
     }
 }
 
-/// `DELETE`: removes the file at `{name}/{path}`.
+/// `DELETE`: removes the file at `{name}/{path}`, and the folders that
+/// leaves empty.
 async fn delete(req: HttpRequest, server: web::Data<FileServer>) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &server).await?;
+    let (caller, key) = authenticate(&req, &server).await?;
     let target = parse_target(&req)?;
     require_owner(&caller, &target)?;
 
-    let root = server.root.clone();
-    let to_delete = target.clone();
+    let lock = server.counted_folder(&caller, &key).await?;
+    let (root, usage, to_delete) = (
+        server.root.clone(),
+        Arc::clone(&server.usage),
+        target.clone(),
+    );
     blocking(move || {
+        let _changing = lock_folder(&lock);
         let path = resolve_existing_file(&root, &to_delete)?;
-        fs::remove_file(&path).map_err(|e| {
+        let gone = |e: io::Error| {
             if is_missing(&e) {
                 not_found(&to_delete)
             } else {
                 io_error("deleting a file", e)
             }
-        })
+        };
+        let size = fs::symlink_metadata(&path).map_err(gone)?.len();
+        fs::remove_file(&path).map_err(gone)?;
+        usage.removed(&to_delete.name, &key, &to_delete.path, size);
+        let root = fs::canonicalize(&root).map_err(|e| io_error("resolving the root", e))?;
+        if let Some(dir) = path.parent() {
+            remove_empty_folders(&root.join(&to_delete.name), dir);
+        }
+        Ok(())
     })
     .await?;
 
@@ -355,16 +485,31 @@ async fn method_not_allowed() -> HttpResponse {
     response
 }
 
-/// The name of the client whose key is in `x-fs-key`; 401 if the header is
-/// missing, not a UUID, or nobody's key.
-async fn authenticate(req: &HttpRequest, server: &FileServer) -> Result<String, ApiError> {
+/// The name of the client whose key is in `x-fs-key`, and the key as the
+/// counts spell it ([`connection_key`]); 401 if the header is missing, not
+/// text, or nobody's key (which key form is valid is the registry's
+/// business: `concierge.fs_key`).
+async fn authenticate(
+    req: &HttpRequest,
+    server: &FileServer,
+) -> Result<(String, String), ApiError> {
     let key = req
         .headers()
         .get(KEY_HEADER)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| Uuid::parse_str(value.trim()).ok())
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
         .ok_or(ApiError::UnknownKey)?;
-    server.keys.owner_of(key).await?.ok_or(ApiError::UnknownKey)
+    let owner = server.keys.owner_of(key.clone()).await?;
+    owner
+        .map(|name| (name, connection_key(&key)))
+        .ok_or(ApiError::UnknownKey)
+}
+
+/// One spelling of `key` for the counts, which keep one entry per
+/// connection: a uuid key may be sent in any case or form that parses.
+fn connection_key(key: &str) -> String {
+    Uuid::parse_str(key).map_or_else(|_| key.to_owned(), |uuid| uuid.to_string())
 }
 
 /// 403 unless `caller` owns the target's folder.
@@ -478,7 +623,7 @@ fn require_form_data(req: &HttpRequest) -> Result<(), ApiError> {
     }
 }
 
-/// Reads the whole multipart body, writing its one file part to `temp`, and
+/// Reads the whole multipart body, writing its one file part to `file`, and
 /// returns the file's size.
 ///
 /// Parts without a file name (plain form fields) are read and dropped, within
@@ -486,9 +631,11 @@ fn require_form_data(req: &HttpRequest) -> Result<(), ApiError> {
 /// second file part is noticed before anything is renamed into place.
 async fn receive_single_file(
     parts: &mut Multipart,
-    temp: &Path,
-    limit: u64,
+    file: tokio::fs::File,
+    server: &FileServer,
+    ticket: &Ticket,
 ) -> Result<u64, ApiError> {
+    let mut file = Some(file);
     let mut size = None;
     let mut part_count = 0;
     let mut field_bytes = 0_u64;
@@ -510,25 +657,26 @@ async fn receive_single_file(
             }
             continue;
         }
-        if size.is_some() {
+        let Some(file) = file.take() else {
             return Err(ApiError::BadRequest(
                 "the body has more than one file part".to_owned(),
             ));
-        }
-        size = Some(write_part(&mut part, temp, limit).await?);
+        };
+        size = Some(write_part(&mut part, file, server, ticket).await?);
     }
     size.ok_or_else(|| ApiError::BadRequest("the body has no file part".to_owned()))
 }
 
-/// Streams one part into a new file at `temp`, stopping as soon as it grows
-/// past `limit` bytes.
-async fn write_part(part: &mut Field, temp: &Path, limit: u64) -> Result<u64, ApiError> {
-    let file = tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)
-        .await
-        .map_err(|e| io_error("creating an upload's temporary file", e))?;
+/// Streams one part into `file`, stopping as soon as it grows past
+/// `max_file_size` or a cap; each chunk's room is reserved before it is
+/// written.
+async fn write_part(
+    part: &mut Field,
+    file: tokio::fs::File,
+    server: &FileServer,
+    ticket: &Ticket,
+) -> Result<u64, ApiError> {
+    let limit = server.max_file_size;
     let mut out = BufWriter::with_capacity(WRITE_BUFFER_SIZE, file);
     let mut size = 0_u64;
     while let Some(chunk) = part.try_next().await.map_err(multipart_error)? {
@@ -536,6 +684,7 @@ async fn write_part(part: &mut Field, temp: &Path, limit: u64) -> Result<u64, Ap
         if size > limit {
             return Err(too_large(limit));
         }
+        server.reserve(ticket, chunk.len() as u64).await?;
         out.write_all(&chunk)
             .await
             .map_err(|e| io_error("writing an upload", e))?;
@@ -554,14 +703,25 @@ fn is_file_part(part: &Field) -> bool {
         .is_some_and(|cd| cd.get_filename().is_some() || cd.get_filename_ext().is_some())
 }
 
+/// Where an upload goes, once its folders exist.
+#[derive(Debug, Clone)]
+struct UploadDir {
+    /// The client's folder, resolved.
+    client_dir: PathBuf,
+    /// The resolved folder the file goes into.
+    dir: PathBuf,
+    /// The size of the file the upload replaces, if there is one.
+    existing: Option<u64>,
+}
+
 /// Makes sure the folders leading to `target` exist inside the client's
-/// folder, and returns the resolved folder the file goes into.
+/// folder, and returns where the file goes.
 ///
 /// Folders are created one at a time and every existing one is checked, so
 /// a symbolic link on the way is refused before anything is created through
 /// it. The destination may be a file (it is replaced) or missing, but not a
 /// folder or a link.
-fn prepare_upload_dir(root: &Path, target: &Target) -> Result<PathBuf, ApiError> {
+fn prepare_upload_dir(root: &Path, target: &Target) -> Result<UploadDir, ApiError> {
     fs::create_dir_all(root).map_err(|e| io_error("creating the file-server root", e))?;
     let root = fs::canonicalize(root).map_err(|e| io_error("resolving the file-server root", e))?;
     let client_dir = root.join(&target.name);
@@ -577,15 +737,39 @@ fn prepare_upload_dir(root: &Path, target: &Target) -> Result<PathBuf, ApiError>
         return Err(escapes_folder(target));
     }
 
-    match fs::symlink_metadata(dir.join(target.file_name())) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(symlink_refused(target)),
-        Ok(meta) if meta.is_dir() => Err(ApiError::BadRequest(format!(
-            "{} is a folder, not a file",
-            target.path
-        ))),
-        Ok(_) => Ok(dir),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(dir),
-        Err(e) => Err(io_error("inspecting an upload's destination", e)),
+    let existing = match fs::symlink_metadata(dir.join(target.file_name())) {
+        Ok(meta) if meta.file_type().is_symlink() => return Err(symlink_refused(target)),
+        Ok(meta) if meta.is_dir() => {
+            return Err(ApiError::BadRequest(format!(
+                "{} is a folder, not a file",
+                target.path
+            )))
+        }
+        Ok(meta) => Some(meta.len()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_error("inspecting an upload's destination", e)),
+    };
+    Ok(UploadDir {
+        client_dir,
+        dir,
+        existing,
+    })
+}
+
+/// Removes `dir` and then its parents while they are empty, up to but not
+/// including `client_dir`. Call it under the folder's lock, so that no
+/// upload is about to put a file into one of them.
+fn remove_empty_folders(client_dir: &Path, dir: &Path) {
+    let mut dir = dir;
+    while dir != client_dir && dir.starts_with(client_dir) {
+        if fs::remove_dir(dir).is_err() {
+            // Not empty (or already gone): its parents are not empty either.
+            return;
+        }
+        match dir.parent() {
+            Some(parent) => dir = parent,
+            None => return,
+        }
     }
 }
 
@@ -645,35 +829,147 @@ fn resolve_existing_file(root: &Path, target: &Target) -> Result<PathBuf, ApiErr
     }
 }
 
-/// An upload's temporary file, removed unless it was renamed into place.
+/// An upload in progress: its temporary file, its reservation in the
+/// counts, and the folders it may have created. Unless it is committed, the
+/// file and any folder it left empty are removed and the reservation is
+/// given back.
 ///
-/// Error paths remove it explicitly (and wait for that). The `Drop` guard is
-/// for a handler future that is dropped mid-upload: it removes the file on
-/// the blocking pool.
+/// Error paths discard it explicitly (and wait for that). The `Drop` guard is
+/// for a handler future that is dropped mid-upload: it gives the reservation
+/// back at once and cleans up on the blocking pool.
 #[derive(Debug)]
-struct PartialFile {
-    path: PathBuf,
+struct PendingUpload {
+    staged: Staged,
     armed: bool,
 }
 
-impl PartialFile {
-    fn new(path: PathBuf) -> Self {
-        Self { path, armed: true }
+/// What an upload in progress has put in place.
+#[derive(Debug, Clone)]
+struct Staged {
+    temp: PathBuf,
+    destination: PathBuf,
+    place: UploadDir,
+    lock: Arc<Mutex<()>>,
+    usage: Arc<Usage>,
+    ticket: Ticket,
+}
+
+impl PendingUpload {
+    /// Under the folder's lock: creates the folders and the temporary file
+    /// for `target` and registers the upload in the counts, which refuse it
+    /// when the folder already holds its limit of files. A refused upload
+    /// leaves nothing behind.
+    fn stage(
+        root: &Path,
+        target: &Target,
+        key: String,
+        lock: Arc<Mutex<()>>,
+        usage: Arc<Usage>,
+    ) -> Result<(Self, tokio::fs::File), ApiError> {
+        let _changing = lock_folder(&lock);
+        let place = prepare_upload_dir(root, target)?;
+        let temp = place
+            .dir
+            .join(format!(".fs-upload-{}.part", Uuid::new_v4().simple()));
+        let file = match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+        {
+            Ok(file) => file,
+            Err(e) => {
+                remove_empty_folders(&place.client_dir, &place.dir);
+                return Err(io_error("creating an upload's temporary file", e));
+            }
+        };
+        match usage.begin(&target.name, &key, &target.path, place.existing) {
+            Ok(ticket) => {
+                let staged = Staged {
+                    temp,
+                    destination: place.dir.join(target.file_name()),
+                    place,
+                    lock: Arc::clone(&lock),
+                    usage,
+                    ticket,
+                };
+                let pending = Self {
+                    staged,
+                    armed: true,
+                };
+                Ok((pending, tokio::fs::File::from_std(file)))
+            }
+            Err(refusal) => {
+                drop(file);
+                remove_partial(&temp);
+                remove_empty_folders(&place.client_dir, &place.dir);
+                Err(refused(usage.caps(), refusal))
+            }
+        }
     }
 
-    fn path(&self) -> &Path {
-        &self.path
+    fn ticket(&self) -> &Ticket {
+        &self.staged.ticket
     }
 
-    /// Renames the file to `destination`, replacing any file there.
-    async fn commit(mut self, destination: &Path) -> Result<(), ApiError> {
-        match tokio::fs::rename(&self.path, destination).await {
+    /// Renames the file into place, replacing any file there.
+    async fn commit(mut self) -> Result<(), ApiError> {
+        self.armed = false;
+        let staged = self.staged.clone();
+        blocking(move || staged.commit()).await
+    }
+
+    /// Removes what the upload put in place. The reservation goes at once,
+    /// so that the room is free before the clean-up runs.
+    async fn discard(mut self) {
+        self.armed = false;
+        self.staged.usage.release(&self.staged.ticket);
+        let staged = self.staged.clone();
+        let discarded = blocking(move || {
+            staged.discard();
+            Ok(())
+        });
+        if let Err(e) = discarded.await {
+            log::warn!("could not discard an upload: {e}");
+        }
+    }
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.staged.usage.release(&self.staged.ticket);
+        let staged = self.staged.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || staged.discard())),
+            // No runtime, so no event loop to block.
+            Err(_) => staged.discard(),
+        }
+    }
+}
+
+impl Staged {
+    /// Under the folder's lock: the rename, and the new size in the counts.
+    fn commit(self) -> Result<(), ApiError> {
+        let lock = Arc::clone(&self.lock);
+        let _changing = lock_folder(&lock);
+        let replaced = match fs::symlink_metadata(&self.destination) {
+            Ok(meta) if meta.is_file() => Some(meta.len()),
+            Ok(_) => None,
+            Err(e) if is_missing(&e) => None,
+            Err(e) => {
+                self.discard_locked();
+                return Err(io_error("inspecting an upload's destination", e));
+            }
+        };
+        match fs::rename(&self.temp, &self.destination) {
             Ok(()) => {
-                self.armed = false;
+                self.usage.commit(&self.ticket, replaced);
                 Ok(())
             }
             Err(e) => {
-                self.discard().await;
+                self.discard_locked();
                 Err(match e.kind() {
                     io::ErrorKind::IsADirectory | io::ErrorKind::DirectoryNotEmpty => {
                         ApiError::BadRequest("the destination is a folder, not a file".to_owned())
@@ -684,32 +980,57 @@ impl PartialFile {
         }
     }
 
-    /// Removes the file, if it was created at all.
-    async fn discard(mut self) {
-        self.armed = false;
-        if let Err(e) = tokio::fs::remove_file(&self.path).await {
-            log_removal_failure(&self.path, &e);
-        }
+    /// Removes the temporary file and the folders it leaves empty, and gives
+    /// the reservation back.
+    fn discard(self) {
+        let lock = Arc::clone(&self.lock);
+        let _changing = lock_folder(&lock);
+        self.discard_locked();
+    }
+
+    fn discard_locked(self) {
+        remove_partial(&self.temp);
+        remove_empty_folders(&self.place.client_dir, &self.place.dir);
+        self.usage.release(&self.ticket);
     }
 }
 
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let path = std::mem::take(&mut self.path);
-        let remove = move || {
-            if let Err(e) = fs::remove_file(&path) {
-                log_removal_failure(&path, &e);
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
-            // No runtime, so no event loop to block.
-            Err(_) => remove(),
-        }
+/// Takes a folder's lock (see [`usage`]); only ever on the blocking pool.
+fn lock_folder(lock: &Mutex<()>) -> MutexGuard<'_, ()> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Removes an upload's temporary file.
+fn remove_partial(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        log_removal_failure(path, &e);
     }
+}
+
+/// The answer to a refused reservation; a cap is counted in the metrics.
+fn refused(caps: FileCaps, refusal: Refusal) -> ApiError {
+    let Refusal::Over(cap) = refusal else {
+        // The client left while uploading: its key is nobody's now.
+        return ApiError::UnknownKey;
+    };
+    metrics().limit_reached(Protocol::Concierge, cap.key());
+    ApiError::TooLarge(match cap {
+        Cap::FilesPerClient => format!(
+            "the client's folder already holds its limit of {} files \
+             (concierge.max_files_per_client)",
+            caps.max_files_per_client
+        ),
+        Cap::BytesPerClient => format!(
+            "the upload would take the client's folder over its limit of {} bytes \
+             (concierge.max_bytes_per_client)",
+            caps.max_bytes_per_client
+        ),
+        Cap::FilesDirBytes => format!(
+            "the upload would take the files directory over its limit of {} bytes \
+             (concierge.max_files_dir_bytes)",
+            caps.max_files_dir_bytes
+        ),
+    })
 }
 
 fn log_removal_failure(path: &Path, e: &io::Error) {

@@ -42,6 +42,7 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
     let sessions = config.sessions.clone();
     let concierge = config.concierge.clone();
     let chat = config.chat.clone();
+    let chat_api = chat::routes(&config.chat);
     let live = config.live.clone();
     let rooms = config.rooms.clone();
     let allowed_origins = config.server.allowed_origins.clone();
@@ -69,7 +70,7 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
             cfg.service(
                 web::scope(&chat.path)
                     .wrap(chat::cors(&allowed_origins))
-                    .configure(chat::routes),
+                    .configure(chat_api.clone()),
             );
         }
         if live.enabled {

@@ -1,5 +1,6 @@
 //! The permissioned rooms' HTTP API: list the rooms, and (admin key) create
-//! one.
+//! one. A created room is answered 201 only once the store committed it; if
+//! the store refuses, 503 `{"error"}` and no room exists.
 
 use actix::Addr;
 use actix_web::{web, HttpResponse};
@@ -81,11 +82,24 @@ async fn create(
             "a room name has 1 to {MAX_NAME} characters"
         )));
     }
+    let settings = &state.broker.rooms;
+    let admins = admins
+        .iter()
+        .map(|admin| settings.user_id(admin))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| ApiError::BadRequest("every admin must be a user id (a UUID)".into()))?;
     let create = CreateRoom {
         name: name.clone(),
         closed,
         admins,
+        creator: None,
     };
-    let (room_id, _) = state.broker.registry.send(create).await?;
+    // Answered once the store committed the room; a refused write created nothing.
+    let (room_id, _) = state
+        .broker
+        .registry
+        .send(create)
+        .await?
+        .map_err(|refusal| ApiError::Unavailable(refusal.to_string()))?;
     Ok(HttpResponse::Created().json(json!({ "room_id": room_id, "name": name, "closed": closed })))
 }

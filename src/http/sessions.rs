@@ -169,7 +169,14 @@ async fn resync(
             )));
         }
     }
-    let epoch = state.broker.registry.send(Resync(sessions.clone())).await?;
+    // Answered once the new epoch is committed; if the store refuses,
+    // nothing changed for any watcher.
+    let epoch = state
+        .broker
+        .registry
+        .send(Resync(sessions.clone()))
+        .await?
+        .map_err(|refused| ApiError::Unavailable(refused.to_string()))?;
     Ok(HttpResponse::Ok().json(Resynced { epoch, sessions }))
 }
 

@@ -455,6 +455,18 @@ pub async fn admin(method: &str, url: &str, body: Option<&Value>) -> Reply {
     request(method, url, Some(ADMIN_KEY), body).await
 }
 
+/// Makes every store write of `broker` fail (`true`) or succeed again
+/// (`false`), through the test build's fault injection.
+pub async fn fail_store_writes(broker: &Broker, fail: bool) {
+    let reply = admin(
+        "PUT",
+        &broker.http("/api/debug/fault/store"),
+        Some(&serde_json::json!({ "fail_writes": fail })),
+    )
+    .await;
+    assert_eq!(reply.status, 204, "store fault switch: {}", reply.text);
+}
+
 /// Waits until the sample `series` equals `want`; fails after `within`.
 pub async fn wait_for_metric(broker: &Broker, series: &str, want: f64, within: Duration) {
     let deadline = std::time::Instant::now() + within;
@@ -542,6 +554,29 @@ impl RawWs {
         let mut payload = vec![0u8; len];
         self.stream.read_exact(&mut payload).expect("payload");
         (head[0] & 0x0f, payload)
+    }
+
+    /// How long after now the server ends the TCP connection with a FIN
+    /// (reads and discards anything before the end); `None` if it is still
+    /// open after `within`. A reset instead of a FIN fails the test.
+    pub fn ends_within(&mut self, within: Duration) -> Option<Duration> {
+        use std::io::Read;
+        let start = std::time::Instant::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = within.checked_sub(start.elapsed())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("read timeout");
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Some(start.elapsed()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    panic!("the server reset the connection instead of closing it")
+                }
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Reads frames until a close frame and returns its code; data frames
@@ -657,4 +692,52 @@ pub async fn chat_history(broker: &Broker, room: &str) -> Vec<String> {
         .iter()
         .map(|m| m["message"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// Opens a WebSocket to `path` from a client that never reads: a 4 KiB
+/// receive buffer, so its window closes after a few KiB. Returns the socket
+/// once the handshake is answered.
+///
+/// The MSS is set to Ethernet's 1460 bytes: on loopback it is 64 KiB, and
+/// Linux sizes the broker's send buffer from it (2 × 10 segments, ~3.9 MiB
+/// per socket), which a real peer does not get and which would take 2,000
+/// stalled sockets past the host's TCP memory limit (7.8 GiB). With it the
+/// broker's send buffer starts at ~70 KiB and grows to ~115 KiB, as for a
+/// peer on a real network.
+pub fn stalled_socket(addr: &str, path: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_tcp_mss(1460).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(FRAME_TIMEOUT)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// Sends one short text frame from a raw client (masked with a zero key).
+pub fn send_raw_text(stream: &mut std::net::TcpStream, text: &str) {
+    use std::io::Write;
+    assert!(text.len() < 126, "short frames only");
+    let mut frame = vec![0x81, 0x80 | text.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(text.as_bytes());
+    stream.write_all(&frame).unwrap();
 }

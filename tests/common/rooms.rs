@@ -5,7 +5,62 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::tokens::token;
-use super::{admin, Broker, WsClient};
+use super::{admin, Broker, Options, WsClient};
+
+/// A token broker with the rooms defaults (user ids must be UUIDs): the
+/// same as `tokens::options`, named for the rooms suites.
+pub fn options() -> Options {
+    super::tokens::options()
+}
+
+// The rooms users of the tests. The protocol requires a UUID as a user id
+// (a token's `sub`, an invite's `user_id`): fixed ones, in the lowercase
+// form the broker uses, so frames can be compared exactly.
+
+/// Alice's user id.
+pub const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
+/// Bob's user id.
+pub const BOB: &str = "b0b00000-0000-4000-8000-000000000002";
+/// Carol's user id.
+pub const CAROL: &str = "ca201000-0000-4000-8000-000000000003";
+/// Dave's user id.
+pub const DAVE: &str = "da7e0000-0000-4000-8000-000000000004";
+/// Erin's user id.
+pub const ERIN: &str = "e2140000-0000-4000-8000-000000000007";
+/// Frank's user id.
+pub const FRANK: &str = "f2a4c000-0000-4000-8000-000000000008";
+/// The user id of a room's owner (its creator, hence its admin).
+pub const OWNER: &str = "0a4e0000-0000-4000-8000-000000000005";
+/// The user id of a plain room member.
+pub const MEMBER: &str = "3e3be700-0000-4000-8000-000000000006";
+
+/// The user id of the `n`th of many users: a UUID whose last group is `n`
+/// (none of the named ones above).
+pub fn numbered_user(n: usize) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+/// The `invite` an invitee gets: from `inviter`, to `room`.
+pub fn invite(inviter: &str, room: &str) -> Value {
+    json!({"type": "invite", "user_id": inviter, "room_id": room})
+}
+
+/// The rooms `GET /api/rooms` lists, as (name, closed).
+pub async fn listed(broker: &Broker) -> Vec<(String, bool)> {
+    let reply = super::request("GET", &broker.http("/api/rooms"), None, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["closed"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
 
 /// A connected permissioned-rooms user and its session key.
 pub struct RoomsUser {

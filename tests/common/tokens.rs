@@ -9,12 +9,15 @@ use super::Options;
 /// The JWT secret of every token test broker.
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdefgh";
 
-/// The test defaults plus `auth.jwt_secret`.
+/// The test defaults plus `auth.jwt_secret`; everything else, rooms'
+/// `require_uuid_user_ids` included, keeps its default, so the suites test
+/// the configuration a broker ships with.
 pub fn options() -> Options {
     Options::default().env("AUTH__JWT_SECRET", JWT_SECRET)
 }
 
-/// A token for `id`/`name`, valid for an hour.
+/// A token for `id`/`name`, valid for an hour. Live takes any `id`; rooms
+/// wants a UUID (`common::rooms::ALICE`, ...), and refuses anything else.
 pub fn token(id: &str, name: &str) -> String {
     TokenKeys::new(JWT_SECRET.as_bytes()).mint(id, name, Duration::from_secs(3600))
 }

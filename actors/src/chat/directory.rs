@@ -4,29 +4,77 @@
 //! Joining, switching and creating go through here, so names are claimed
 //! atomically and `all_rooms` is one consistent snapshot; the room actors
 //! hold the members' connections and do the broadcasting.
+//!
+//! A new room exists only once the store has committed it: until then it is
+//! *pending* (its name is taken and it counts towards `chat.max_rooms`, but
+//! it is in no listing and nobody is told). The registry does not wait for
+//! the store meanwhile; it keeps serving, and whoever asked for the room
+//! (its creator, or a user joining it while it is pending) is answered when
+//! the store is. Only then is `room_create` broadcast; if the store refuses,
+//! the room is forgotten and every asker gets [`CreateRefused::NotSaved`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures_util::future::{BoxFuture, Shared};
+use futures_util::FutureExt;
 use uuid::Uuid;
 
 use super::room::Room;
 use super::wire::{RoomInfo, ServerEvent};
-use super::{ChatSettings, StoredRoom};
+use super::{committed, ChatSettings, StoredRoom};
 use crate::connection::{ConnId, Disconnect, Frames, MemberHandle};
 use crate::lobby::{Announce, Enter, Exit, Lobby};
 use crate::metrics::metrics;
 use crate::pool::ArbiterPool;
 use crate::registry::Registry;
 use crate::store::{SaveChatRoom, StoreHandle};
+use crate::Protocol;
+
+/// The store's answer to saving a pending room, awaited by everyone who
+/// waits for that room (its error is the text to log).
+type Saved = Shared<BoxFuture<'static, Result<(), String>>>;
+
+/// A room whose creation the store has not answered yet.
+struct PendingRoom {
+    /// Tells this attempt from a later one for the same name.
+    attempt: u64,
+    creator: String,
+    saved: Saved,
+}
+
+/// Why a room was not created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateRefused {
+    /// The name is taken (by a room or a room being saved).
+    #[error("Room {0} already exists")]
+    Exists(String),
+    /// `chat.max_rooms` rooms exist already.
+    #[error("Room {room} was not created: the chat has reached its limit of {max} rooms")]
+    LimitReached {
+        /// The room asked for.
+        room: String,
+        /// `chat.max_rooms`.
+        max: usize,
+    },
+    /// The store refused to save it, so it does not exist.
+    #[error("Room {0} could not be saved, so it was not created; try again later")]
+    NotSaved(String),
+}
 
 /// The chat's directory, held by the registry.
 pub struct ChatDirectory {
     users: HashMap<String, ChatUser>,
+    /// Names claimed by connections waiting for a pending room to join.
+    joining: HashMap<String, ConnId>,
     /// Every room, `Global` first, then in creation order.
     rooms: Vec<RoomEntry>,
     by_name: HashMap<String, usize>,
+    /// Rooms the store is saving, by name.
+    pending: HashMap<String, PendingRoom>,
+    /// The last [`PendingRoom::attempt`] handed out.
+    attempts: u64,
     lobby: Addr<Lobby>,
     pool: Arc<ArbiterPool>,
     store: StoreHandle,
@@ -69,8 +117,11 @@ impl ChatDirectory {
     ) -> Self {
         let mut directory = ChatDirectory {
             users: HashMap::new(),
+            joining: HashMap::new(),
             rooms: Vec::new(),
             by_name: HashMap::new(),
+            pending: HashMap::new(),
+            attempts: 0,
             lobby,
             pool,
             store,
@@ -105,27 +156,113 @@ impl ChatDirectory {
         index
     }
 
-    /// Creates a room, stores it and announces `room_create` (showing
-    /// `creator` as its only user, as the reference does) to the lobby.
-    fn create(&mut self, name: &str, creator: &str) -> usize {
-        self.store.do_send(SaveChatRoom {
+    /// Whether `username` is held by a joined user or by one waiting to join.
+    fn name_taken(&self, username: &str) -> bool {
+        self.users.contains_key(username) || self.joining.contains_key(username)
+    }
+
+    /// Starts saving a new room with `creator`, unless the chat holds
+    /// `chat.max_rooms` rooms (pending ones included) already; answers the
+    /// attempt and the store's answer to wait for.
+    fn start_create(&mut self, name: &str, creator: &str) -> Result<(u64, Saved), CreateRefused> {
+        let max = self.settings.max_rooms;
+        if self.rooms.len() + self.pending.len() >= max {
+            metrics().limit_reached(Protocol::Chat, "max_rooms");
+            log::warn!("chat room {name} not created: the limit of {max} rooms is reached");
+            return Err(CreateRefused::LimitReached {
+                room: name.to_owned(),
+                max,
+            });
+        }
+        let save = self.store.send(SaveChatRoom {
             name: name.to_owned(),
             creator: creator.to_owned(),
         });
+        let saved = async move { committed(save.await) }.boxed().shared();
+        self.attempts += 1;
+        self.pending.insert(
+            name.to_owned(),
+            PendingRoom {
+                attempt: self.attempts,
+                creator: creator.to_owned(),
+                saved: saved.clone(),
+            },
+        );
+        Ok((self.attempts, saved))
+    }
+
+    /// Settles `attempt` at creating `name` once the store answered: a
+    /// saved room is added and `room_create` announced (showing its creator
+    /// as its only user, as the reference does); a refused one is
+    /// forgotten. Whoever waited for the attempt calls this; the first call
+    /// settles it, later ones find the outcome.
+    fn finish_create(
+        &mut self,
+        name: &str,
+        attempt: u64,
+        saved: &Result<(), String>,
+    ) -> Result<usize, CreateRefused> {
+        if let Some(&index) = self.by_name.get(name) {
+            return Ok(index);
+        }
+        if self.pending.get(name).map(|p| p.attempt) != Some(attempt) {
+            return Err(CreateRefused::NotSaved(name.to_owned()));
+        }
+        let Some(pending) = self.pending.remove(name) else {
+            return Err(CreateRefused::NotSaved(name.to_owned()));
+        };
+        if let Err(e) = saved {
+            log::error!("chat room {name} was not created: the store refused it: {e}");
+            return Err(CreateRefused::NotSaved(name.to_owned()));
+        }
+        let creator = pending.creator;
         let index = self.add_room(StoredRoom {
             name: name.to_owned(),
-            creator: creator.to_owned(),
+            creator: creator.clone(),
             history: Vec::new(),
         });
         let room = RoomInfo {
             room_name: name.to_owned(),
-            room_creator: creator.to_owned(),
-            connected_users: vec![creator.to_owned()],
+            room_creator: creator.clone(),
+            connected_users: vec![creator.clone()],
         };
         let frame = ServerEvent::RoomCreate { room: &room }.encode();
         self.lobby.do_send(Announce(Frames::One(frame.into())));
         log::info!("chat room {name} created by {creator}");
-        index
+        Ok(index)
+    }
+
+    /// Puts a user whose name is free into the room at `index`; `created`:
+    /// this user's connection created the room.
+    fn join(&mut self, msg: JoinChat, index: usize, created: bool) -> Joined {
+        let room = &mut self.rooms[index];
+        room.members.push(msg.username.clone());
+        let addr = room.addr.clone();
+        let created = created.then(|| room.info());
+        self.users.insert(
+            msg.username,
+            ChatUser {
+                conn: msg.member.id,
+                room: index,
+            },
+        );
+        self.lobby.do_send(Enter(msg.member));
+        metrics().chat.members.set(self.users.len() as i64);
+        Joined {
+            user_id: Uuid::new_v4(),
+            rooms: self.infos(),
+            created,
+            room: addr,
+        }
+    }
+
+    /// Forgets the rooms being saved and the users waiting for them: a
+    /// restarting registry drops the futures that would settle them, so
+    /// their names would otherwise stay taken (and count towards
+    /// `chat.max_rooms`) for good. Their askers get a mailbox error.
+    pub(crate) fn forget_pending(&mut self) {
+        self.pending.clear();
+        self.joining.clear();
     }
 
     fn infos(&self) -> Vec<RoomInfo> {
@@ -150,9 +287,25 @@ pub struct Joined {
     pub room: Addr<Room>,
 }
 
-/// A user with a valid name joins `room` (created if missing).
+/// Why a user could not join.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinRefused {
+    /// Another user has the name.
+    #[error(transparent)]
+    NameTaken(#[from] NameTaken),
+    /// The room was missing and could not be created.
+    #[error(transparent)]
+    Room(#[from] CreateRefused),
+    /// The connection ended while its room was being saved.
+    #[error("the connection ended while its room was being created")]
+    Gone,
+}
+
+/// A user with a valid name joins `room`. A missing room is created first
+/// (and joined once the store has committed it), as is a room being
+/// created by someone else.
 #[derive(Message)]
-#[rtype(result = "Result<Joined, NameTaken>")]
+#[rtype(result = "Result<Joined, JoinRefused>")]
 pub struct JoinChat {
     /// The trimmed, valid username.
     pub username: String,
@@ -163,41 +316,35 @@ pub struct JoinChat {
 }
 
 impl Handler<JoinChat> for Registry {
-    type Result = Result<Joined, NameTaken>;
+    type Result = ResponseActFuture<Self, Result<Joined, JoinRefused>>;
     fn handle(&mut self, msg: JoinChat, _: &mut Self::Context) -> Self::Result {
         let dir = &mut self.chat;
-        if dir.users.contains_key(&msg.username) {
-            return Err(NameTaken);
+        if dir.name_taken(&msg.username) {
+            return Box::pin(fut::ready(Err(NameTaken.into())));
         }
-        let (index, created) = match dir.by_name.get(&msg.room) {
-            Some(&index) => (index, None),
-            None => {
-                let index = dir.create(&msg.room, &msg.username);
-                (index, Some(dir.rooms[index].info()))
-            }
-        };
-        let room = &mut dir.rooms[index];
-        room.members.push(msg.username.clone());
-        let addr = room.addr.clone();
-        dir.users.insert(
-            msg.username,
-            ChatUser {
-                conn: msg.member.id,
-                room: index,
+        if let Some(&index) = dir.by_name.get(&msg.room) {
+            return Box::pin(fut::ready(Ok(dir.join(msg, index, false))));
+        }
+        let (attempt, saved, creating) = match dir.pending.get(&msg.room) {
+            Some(pending) => (pending.attempt, pending.saved.clone(), false),
+            None => match dir.start_create(&msg.room, &msg.username) {
+                Ok((attempt, saved)) => (attempt, saved, true),
+                Err(refused) => return Box::pin(fut::ready(Err(refused.into()))),
             },
-        );
-        dir.lobby.do_send(Enter(msg.member));
-        metrics().chat.members.set(dir.users.len() as i64);
-        let created = created.map(|mut info| {
-            info.connected_users = dir.rooms[index].members.clone();
-            info
-        });
-        Ok(Joined {
-            user_id: Uuid::new_v4(),
-            rooms: dir.infos(),
-            created,
-            room: addr,
-        })
+        };
+        dir.joining.insert(msg.username.clone(), msg.member.id);
+        Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
+            let dir = &mut registry.chat;
+            let still_here = dir.joining.get(&msg.username) == Some(&msg.member.id);
+            if still_here {
+                dir.joining.remove(&msg.username);
+            }
+            let index = dir.finish_create(&msg.room, attempt, &saved)?;
+            if !still_here {
+                return Err(JoinRefused::Gone);
+            }
+            Ok(dir.join(msg, index, creating))
+        }))
     }
 }
 
@@ -215,6 +362,10 @@ impl Handler<LeaveChat> for Registry {
     type Result = ();
     fn handle(&mut self, msg: LeaveChat, _: &mut Self::Context) {
         let dir = &mut self.chat;
+        if dir.joining.get(&msg.username) == Some(&msg.conn) {
+            dir.joining.remove(&msg.username);
+            return;
+        }
         if dir.users.get(&msg.username).map(|u| u.conn) != Some(msg.conn) {
             return;
         }
@@ -282,14 +433,11 @@ impl Handler<RemoveChatMember> for Registry {
     }
 }
 
-/// The room name is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("room exists")]
-pub struct RoomExists;
-
-/// A user creates a room (and stays where it is).
+/// A user creates a room (and stays where it is). Answered once the store
+/// has committed the room and `room_create` has been broadcast to every
+/// chat user, or with why not.
 #[derive(Message)]
-#[rtype(result = "Result<(), RoomExists>")]
+#[rtype(result = "Result<(), CreateRefused>")]
 pub struct CreateRoom {
     /// The valid room name.
     pub name: String,
@@ -298,13 +446,22 @@ pub struct CreateRoom {
 }
 
 impl Handler<CreateRoom> for Registry {
-    type Result = Result<(), RoomExists>;
+    type Result = ResponseActFuture<Self, Result<(), CreateRefused>>;
     fn handle(&mut self, msg: CreateRoom, _: &mut Self::Context) -> Self::Result {
-        if self.chat.by_name.contains_key(&msg.name) {
-            return Err(RoomExists);
+        let dir = &mut self.chat;
+        if dir.by_name.contains_key(&msg.name) || dir.pending.contains_key(&msg.name) {
+            return Box::pin(fut::ready(Err(CreateRefused::Exists(msg.name))));
         }
-        self.chat.create(&msg.name, &msg.creator);
-        Ok(())
+        let (attempt, saved) = match dir.start_create(&msg.name, &msg.creator) {
+            Ok(started) => started,
+            Err(refused) => return Box::pin(fut::ready(Err(refused))),
+        };
+        Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
+            registry
+                .chat
+                .finish_create(&msg.name, attempt, &saved)
+                .map(|_| ())
+        }))
     }
 }
 
@@ -349,9 +506,10 @@ impl Handler<FindRoom> for Registry {
     }
 }
 
-/// The actor of a room, created (and announced) with `creator` if missing.
+/// The actor of a room, created with `creator` if missing; answered once
+/// the room is committed (and `room_create` broadcast), or with why not.
 #[derive(Message)]
-#[rtype(result = "Addr<Room>")]
+#[rtype(result = "Result<Addr<Room>, CreateRefused>")]
 pub struct EnsureRoom {
     /// The valid room name.
     pub name: String,
@@ -360,14 +518,25 @@ pub struct EnsureRoom {
 }
 
 impl Handler<EnsureRoom> for Registry {
-    type Result = MessageResult<EnsureRoom>;
+    type Result = ResponseActFuture<Self, Result<Addr<Room>, CreateRefused>>;
     fn handle(&mut self, msg: EnsureRoom, _: &mut Self::Context) -> Self::Result {
         let dir = &mut self.chat;
-        let index = match dir.by_name.get(&msg.name) {
-            Some(&index) => index,
-            None => dir.create(&msg.name, &msg.creator),
+        if let Some(&index) = dir.by_name.get(&msg.name) {
+            return Box::pin(fut::ready(Ok(dir.rooms[index].addr.clone())));
+        }
+        let started = match dir.pending.get(&msg.name) {
+            Some(pending) => Ok((pending.attempt, pending.saved.clone())),
+            None => dir.start_create(&msg.name, &msg.creator),
         };
-        MessageResult(dir.rooms[index].addr.clone())
+        let (attempt, saved) = match started {
+            Ok(started) => started,
+            Err(refused) => return Box::pin(fut::ready(Err(refused))),
+        };
+        Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
+            let dir = &mut registry.chat;
+            let index = dir.finish_create(&msg.name, attempt, &saved)?;
+            Ok(dir.rooms[index].addr.clone())
+        }))
     }
 }
 

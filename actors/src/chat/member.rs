@@ -7,14 +7,15 @@
 //! time: while the registry or a room answers, the actor waits, so what a
 //! user is sent keeps the order PROTOCOLS.md §2 gives.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, ProtocolError, WebsocketContext};
 use chrono::Utc;
 
-use super::directory::{CreateRoom, FindRoom, JoinChat, LeaveChat, NameTaken, SwitchRoom};
+use super::directory::{CreateRoom, FindRoom, JoinChat, LeaveChat, SwitchRoom};
 use super::room::{Clear, Enter, Entered, Exit, Notice, Room, Say, Typing};
 use super::wire::{
     check_name, ClientEvent, NameError, ServerEvent, Severity, UserStatus, GLOBAL_ROOM,
@@ -22,7 +23,12 @@ use super::wire::{
 };
 use super::ChatSettings;
 use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
+use crate::metrics::metrics;
 use crate::registry::Registry;
+use crate::Protocol;
+
+/// The window `chat.room_creations_per_minute` counts in.
+const CREATION_WINDOW: Duration = Duration::from_secs(60);
 
 /// Where a connection is in its life.
 enum Stage {
@@ -42,6 +48,8 @@ pub struct ChatMember {
     /// The room named in the URL (`/ws/{room}`), if any.
     requested_room: Option<String>,
     stage: Stage,
+    /// When this connection created rooms, within the last minute.
+    creations: VecDeque<Instant>,
 }
 
 /// The text a refused room name gets; it always says `invalid`.
@@ -68,6 +76,7 @@ impl ChatMember {
             settings,
             requested_room,
             stage: Stage::Unjoined,
+            creations: VecDeque::new(),
         }
     }
 
@@ -128,7 +137,7 @@ impl ChatMember {
         let join = async move {
             let joined = match registry.send(claim).await {
                 Ok(Ok(joined)) => joined,
-                Ok(Err(NameTaken)) => return Err(NameTaken.to_string()),
+                Ok(Err(refused)) => return Err(refused.to_string()),
                 Err(e) => return Err(format!("internal error: {e}")),
             };
             let entered = joined
@@ -229,42 +238,7 @@ impl ChatMember {
                     is_typing,
                 });
             }
-            ClientEvent::RoomCreate { room_name } => {
-                let name = match check_name(&room_name) {
-                    Ok(name) => name,
-                    Err(e) => {
-                        let response = invalid_room(e);
-                        return self.send(
-                            ctx,
-                            ServerEvent::RoomCreateReject {
-                                response: &response,
-                            },
-                        );
-                    }
-                };
-                let create = CreateRoom {
-                    name: name.clone(),
-                    creator: me,
-                };
-                let request = self.registry.send(create);
-                ctx.wait(
-                    request
-                        .into_actor(self)
-                        .map(move |created, act, ctx| match created {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => {
-                                let response = format!("Room {name} already exists");
-                                act.send(
-                                    ctx,
-                                    ServerEvent::RoomCreateReject {
-                                        response: &response,
-                                    },
-                                );
-                            }
-                            Err(e) => act.error(ctx, &format!("internal error: {e}")),
-                        }),
-                );
-            }
+            ClientEvent::RoomCreate { room_name } => self.create_room(ctx, me, &room_name),
             ClientEvent::RoomSwitchRequest { room_name } => self.switch(ctx, me, room_name),
             ClientEvent::RoomChatClear {
                 username,
@@ -286,6 +260,50 @@ impl ChatMember {
             }
             ClientEvent::ConnectionRequest { .. } => self.error(ctx, INVALID_FORMAT),
         }
+    }
+
+    /// `room_create`: checks the name and this connection's creation rate,
+    /// then asks the registry, which answers once the room is committed and
+    /// announced to everyone (this user included); a refusal is a
+    /// `room_create_reject` saying why.
+    fn create_room(&mut self, ctx: &mut WebsocketContext<Self>, me: String, room_name: &str) {
+        let name = match check_name(room_name) {
+            Ok(name) => name,
+            Err(e) => return self.reject_room(ctx, &invalid_room(e)),
+        };
+        let per_minute = self.settings.room_creations_per_minute;
+        let now = Instant::now();
+        while self
+            .creations
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= CREATION_WINDOW)
+        {
+            self.creations.pop_front();
+        }
+        if self.creations.len() >= per_minute {
+            metrics().limit_reached(Protocol::Chat, "room_creations_per_minute");
+            log::warn!("chat user {me}: room {name} refused, {per_minute} created this minute");
+            return self.reject_room(
+                ctx,
+                &format!(
+                    "Room {name} was not created: you may create at most {per_minute} rooms per minute"
+                ),
+            );
+        }
+        let request = self.registry.send(CreateRoom { name, creator: me });
+        ctx.wait(
+            request
+                .into_actor(self)
+                .map(move |created, act, ctx| match created {
+                    Ok(Ok(())) => act.creations.push_back(Instant::now()),
+                    Ok(Err(refused)) => act.reject_room(ctx, &refused.to_string()),
+                    Err(e) => act.error(ctx, &format!("internal error: {e}")),
+                }),
+        );
+    }
+
+    fn reject_room(&mut self, ctx: &mut WebsocketContext<Self>, response: &str) {
+        self.send(ctx, ServerEvent::RoomCreateReject { response });
     }
 
     /// A warning naming both users, to the room; the event itself is dropped.

@@ -17,10 +17,12 @@ mod room;
 pub mod wire;
 
 pub use directory::{
-    ChatDirectory, EnsureRoom, FindRoom, ListRooms, RemoveChatMember, RemoveRefused,
+    ChatDirectory, CreateRefused, EnsureRoom, FindRoom, ListRooms, RemoveChatMember, RemoveRefused,
 };
 pub use member::ChatMember;
-pub use room::{GetHistory, Notice, Purge, Room, Say};
+pub use room::{GetHistory, NotStored, Notice, Purge, Room, Say};
+
+use actix::MailboxError;
 
 use crate::store::{Store, StoreError};
 use wire::{HistoryEntry, GLOBAL_ROOM};
@@ -32,6 +34,13 @@ pub struct ChatSettings {
     pub history_limit: usize,
     /// Longest message, in characters.
     pub max_message_chars: usize,
+    /// Rooms in total, `Global` and rooms being saved included; creating
+    /// one more is refused. Every room is an actor listed in every
+    /// `all_rooms`, so this bounds what anonymous clients can make the
+    /// broker hold.
+    pub max_rooms: usize,
+    /// Rooms one connection may create per minute (a sliding window).
+    pub room_creations_per_minute: usize,
 }
 
 /// Who is recorded as the creator of `Global`.
@@ -45,6 +54,18 @@ pub struct StoredRoom {
     pub creator: String,
     /// Its last messages, oldest first.
     pub history: Vec<HistoryEntry>,
+}
+
+/// What the store answered to a write, as one result whose error is the
+/// text to log.
+pub(crate) fn committed(
+    answer: Result<Result<(), StoreError>, MailboxError>,
+) -> Result<(), String> {
+    match answer {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the store is unreachable: {e}")),
+    }
 }
 
 /// Reads every room and its recent history, creating `Global` on first start.

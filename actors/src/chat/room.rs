@@ -16,11 +16,12 @@ use std::collections::VecDeque;
 use actix::prelude::*;
 use chrono::Utc;
 
+use super::committed;
 use super::wire::{HistoryEntry, ServerEvent, Severity, UserStatus, GLOBAL_ROOM};
 use crate::connection::{ConnId, Frames, MemberHandle};
 use crate::fanout::{Delivery, FanOut};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
-use crate::store::{ClearChatHistory, SaveChatMessage, StoreError, StoreHandle};
+use crate::store::{ClearChatHistory, SaveChatMessage, StoreHandle};
 use crate::Protocol;
 
 /// One chat room. Runs supervised on the arbiter pool.
@@ -90,8 +91,10 @@ impl Room {
     }
 
     /// Empties the history once the store has, then broadcasts
-    /// `room_chat_clear`; the room waits for the store meanwhile.
-    fn clear(&mut self, by: String) -> AtomicResponse<Self, ()> {
+    /// `room_chat_clear`; the room waits for the store meanwhile. If the
+    /// store refuses, the history stays, nothing is broadcast and `by` (if
+    /// here) is told.
+    fn clear(&mut self, by: String) -> AtomicResponse<Self, Result<(), NotStored>> {
         let cleared = self.store.send(ClearChatHistory {
             room: self.name.clone(),
         });
@@ -104,24 +107,26 @@ impl Room {
                         username: &by,
                         room_name: &name,
                     });
+                    Ok(())
                 }
                 Err(e) => {
                     log::error!("chat room {}: clearing the history failed: {e}", room.name);
-                    room.refuse(&by, "The chat could not be cleared; please try again");
+                    room.refuse(
+                        &by,
+                        "The chat could not be cleared, so its history is kept; try again later",
+                    );
+                    Err(NotStored)
                 }
             },
         )))
     }
 }
 
-/// What the store answered to a write, as one result.
-fn committed(answer: Result<Result<(), StoreError>, MailboxError>) -> Result<(), String> {
-    match answer {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("the store is unreachable: {e}")),
-    }
-}
+/// A write the store refused (or never answered): the change it carried was
+/// not made and nothing about it was broadcast.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the store could not save it")]
+pub struct NotStored;
 
 impl Actor for Room {
     type Context = Context<Self>;
@@ -198,9 +203,9 @@ impl Handler<Exit> for Room {
 /// the sender's acknowledgement). The room handles nothing else until the
 /// store answers. If the store fails, nothing is broadcast and the sender
 /// gets a `system` error. The sender has checked the message. Answered once
-/// the message is broadcast (or refused).
+/// the message is broadcast, or with [`NotStored`] once it was refused.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), NotStored>")]
 pub struct Say {
     /// Who says it.
     pub username: String,
@@ -209,7 +214,7 @@ pub struct Say {
 }
 
 impl Handler<Say> for Room {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = AtomicResponse<Self, Result<(), NotStored>>;
     fn handle(&mut self, msg: Say, _: &mut Self::Context) -> Self::Result {
         let entry = HistoryEntry {
             username: msg.username,
@@ -233,6 +238,7 @@ impl Handler<Say> for Room {
                     while room.history.len() > room.keep {
                         room.history.pop_front();
                     }
+                    Ok(())
                 }
                 Err(e) => {
                     log::error!(
@@ -242,8 +248,9 @@ impl Handler<Say> for Room {
                     );
                     room.refuse(
                         &entry.username,
-                        "Your message could not be saved and was not sent; please try again",
+                        "Your message could not be saved, so it was not sent; try again later",
                     );
+                    Err(NotStored)
                 }
             },
         )))
@@ -293,16 +300,17 @@ impl Handler<Notice> for Room {
 }
 
 /// A user asks to empty the room's history. `Global` refuses (an error
-/// notice to the room, history kept).
+/// notice to the room, history kept; answered `Ok`, as the refusal is the
+/// answer).
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), NotStored>")]
 pub struct Clear {
     /// Who asks (the real sender).
     pub username: String,
 }
 
 impl Handler<Clear> for Room {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = AtomicResponse<Self, Result<(), NotStored>>;
     fn handle(&mut self, msg: Clear, _: &mut Self::Context) -> Self::Result {
         if self.name == GLOBAL_ROOM {
             let refusal = format!(
@@ -313,23 +321,24 @@ impl Handler<Clear> for Room {
                 severity: Severity::Error,
                 message: &refusal,
             });
-            return AtomicResponse::new(Box::pin(fut::ready(())));
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
         }
         self.clear(msg.username)
     }
 }
 
 /// The operator empties the room's history (`DELETE /chat/clear-chat`);
-/// unlike [`Clear`] this works for `Global` too.
+/// unlike [`Clear`] this works for `Global` too. Answered once the history
+/// is cleared and `room_chat_clear` broadcast, or with [`NotStored`].
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), NotStored>")]
 pub struct Purge {
     /// Shown as who cleared it.
     pub by: String,
 }
 
 impl Handler<Purge> for Room {
-    type Result = AtomicResponse<Self, ()>;
+    type Result = AtomicResponse<Self, Result<(), NotStored>>;
     fn handle(&mut self, msg: Purge, _: &mut Self::Context) -> Self::Result {
         self.clear(msg.by)
     }

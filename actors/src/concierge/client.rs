@@ -26,11 +26,13 @@ use super::service::{Publish, PublishRefused};
 use super::wire::{
     self, close, encode_message, ClientInfo, DecodeError, PayloadIn, PayloadOut, Target,
 };
-use super::ConciergeSettings;
-use crate::connection::{ConnectionCore, Deliver, Disconnect, Frames, Inbound, WsConnection};
-use crate::lobby::{Announce, Lobby};
+use super::{ConciergeSettings, FsKeyMode};
+use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
+use crate::fanout::Delivery;
+use crate::lobby::{Announce, Lobby, SendTo};
 use crate::metrics::metrics;
 use crate::registry::Registry;
+use crate::Protocol;
 
 /// Where a connection is in its life.
 enum Stage {
@@ -40,6 +42,15 @@ enum Stage {
     Joining(Uuid),
     /// Identified: HELLO was sent.
     Identified(Arc<ClientInfo>),
+}
+
+/// Where a reply goes relative to what is already queued for the client.
+#[derive(Clone, Copy)]
+enum ReplyOrder {
+    /// Written at once.
+    Now,
+    /// Written behind everything queued (the broadcast the request caused).
+    BehindQueued,
 }
 
 /// Why an IDENTIFY that passed the checks still failed.
@@ -98,13 +109,18 @@ impl ConciergeClient {
         self.core.write(ctx, Frames::One(frame.into()));
     }
 
-    /// Asks the registry, then writes the frame `answer` makes of the result.
-    /// The actor handles nothing else until then, so replies stay in order.
+    /// Asks the registry, then writes the frame `answer` makes of the result,
+    /// at once or behind what is queued for this client (`order`: a request
+    /// whose broadcast the requester hears too, SERVICE_CREATE and
+    /// SERVICE_DELETE, is answered by the registry once that broadcast is
+    /// queued everywhere, and the reply goes out behind it). The actor
+    /// handles nothing else until then, so replies stay in order.
     fn ask<M>(
         &mut self,
         ctx: &mut WebsocketContext<Self>,
         msg: M,
         seq: u64,
+        order: ReplyOrder,
         answer: impl FnOnce(M::Result) -> String + 'static,
     ) where
         M: Message + Send + 'static,
@@ -124,7 +140,24 @@ impl ConciergeClient {
                     .encode(Some(seq))
                 }
             };
-            act.core.write(ctx, Frames::One(frame.into()));
+            let frames = Frames::One(frame.into());
+            match order {
+                ReplyOrder::Now => act.core.write(ctx, frames),
+                ReplyOrder::BehindQueued => act.core.reply(ctx, frames),
+            }
+        }));
+    }
+
+    /// Waits for `work`, then writes the reply it makes behind whatever it
+    /// queued for this client (the sender's own copy of a broadcast comes
+    /// before its `OK`). The actor handles nothing else until then.
+    fn settle(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        work: impl std::future::Future<Output = String> + 'static,
+    ) {
+        ctx.wait(work.into_actor(self).map(|frame, act, ctx| {
+            act.core.reply(ctx, Frames::One(frame.into()));
         }));
     }
 
@@ -155,6 +188,16 @@ impl ConciergeClient {
             );
             return self.close(ctx, close::BAD_NAME, &reason);
         }
+        let identity_bytes = identify.nickname.as_ref().map_or(0, String::len)
+            + identify.tags.iter().map(String::len).sum::<usize>();
+        if identity_bytes > settings.max_identity_bytes {
+            metrics().limit_reached(Protocol::Concierge, "max_identity_bytes");
+            let reason = format!(
+                "nickname and tags must hold at most {} bytes together",
+                settings.max_identity_bytes
+            );
+            return self.close(ctx, close::BAD_NAME, &reason);
+        }
         let info = ClientInfo {
             name: identify.name,
             nickname: identify.nickname,
@@ -162,9 +205,13 @@ impl ConciergeClient {
             tags: identify.tags,
         };
         self.stage = Stage::Joining(info.uuid);
+        // 122 random bits; only HELLO carries it, and only to this client.
+        let fs_key =
+            (settings.fs_key == FsKeyMode::Secret).then(|| Uuid::new_v4().simple().to_string());
         let claim = Identify {
             info: info.clone(),
             member: self.core.handle(ctx),
+            fs_key: fs_key.clone(),
         };
         let (registry, files_dir) = (self.registry.clone(), self.settings.files_dir.clone());
         // The name is claimed first: only its holder may reset its folder.
@@ -191,6 +238,7 @@ impl ConciergeClient {
                         let hello = PayloadOut::Hello {
                             uuid: info.uuid,
                             version: wire::PROTOCOL_VERSION,
+                            fs_key: fs_key.as_deref(),
                         };
                         act.reply(ctx, hello, None);
                         // Not the uuid: it is the client's file-server key.
@@ -247,43 +295,58 @@ impl ConciergeClient {
                 self.reply(ctx, PayloadOut::Ok, Some(seq));
             }
             PayloadIn::Message { target, data } => self.message(ctx, me, seq, target, data),
-            PayloadIn::SelfFetch => self.ask(ctx, FetchClient(me.uuid), seq, move |found| {
-                let (client, subscriptions) =
-                    found.unwrap_or_else(|| (ClientInfo::clone(&me), Vec::new()));
-                PayloadOut::SelfFetchResult {
-                    client: &client,
-                    subscriptions: &subscriptions,
-                }
-                .encode(s)
-            }),
-            PayloadIn::ClientFetch { uuid } => {
-                self.ask(ctx, FetchClient(uuid), seq, move |found| match found {
+            PayloadIn::SelfFetch => self.ask(
+                ctx,
+                FetchClient(me.uuid),
+                seq,
+                ReplyOrder::Now,
+                move |found| {
+                    let (client, subscriptions) =
+                        found.unwrap_or_else(|| (ClientInfo::clone(&me), Vec::new()));
+                    PayloadOut::SelfFetchResult {
+                        client: &client,
+                        subscriptions: &subscriptions,
+                    }
+                    .encode(s)
+                },
+            ),
+            PayloadIn::ClientFetch { uuid } => self.ask(
+                ctx,
+                FetchClient(uuid),
+                seq,
+                ReplyOrder::Now,
+                move |found| match found {
                     Some((client, subscriptions)) => PayloadOut::ClientFetchResult {
                         client: &client,
                         subscriptions: &subscriptions,
                     }
                     .encode(s),
                     None => PayloadOut::InvalidUuid { uuid }.encode(s),
+                },
+            ),
+            PayloadIn::ClientFetchAll => {
+                self.ask(ctx, FetchClients, seq, ReplyOrder::Now, move |clients| {
+                    PayloadOut::ClientFetchAllResult { clients: &clients }.encode(s)
                 })
             }
-            PayloadIn::ClientFetchAll => self.ask(ctx, FetchClients, seq, move |clients| {
-                PayloadOut::ClientFetchAllResult { clients: &clients }.encode(s)
-            }),
             PayloadIn::ServiceFetch { service } => self.ask(
                 ctx,
                 FetchService(service.clone()),
                 seq,
+                ReplyOrder::Now,
                 move |found| match found {
                     Some(info) => PayloadOut::ServiceFetchResult { service: &info }.encode(s),
                     None => PayloadOut::InvalidService { service: &service }.encode(s),
                 },
             ),
-            PayloadIn::ServiceFetchAll => self.ask(ctx, FetchServices, seq, move |services| {
-                PayloadOut::ServiceFetchAllResult {
-                    services: &services,
-                }
-                .encode(s)
-            }),
+            PayloadIn::ServiceFetchAll => {
+                self.ask(ctx, FetchServices, seq, ReplyOrder::Now, move |services| {
+                    PayloadOut::ServiceFetchAllResult {
+                        services: &services,
+                    }
+                    .encode(s)
+                })
+            }
             PayloadIn::ServiceCreate { service, nickname } => {
                 if !self.valid_service_name(&service) {
                     return self.reply(ctx, PayloadOut::Bad, s);
@@ -293,36 +356,48 @@ impl ConciergeClient {
                     name: service,
                     nickname,
                 };
-                self.ask(ctx, create, seq, move |created| match created {
-                    Some(Creation::Created(info)) => PayloadOut::ServiceCreateResult {
-                        successful: true,
-                        service: &info,
-                    }
-                    .encode(s),
-                    Some(Creation::Exists(info)) => PayloadOut::ServiceCreateResult {
-                        successful: false,
-                        service: &info,
-                    }
-                    .encode(s),
-                    Some(Creation::TooMany) => PayloadOut::Bad.encode(s),
-                    None => PayloadOut::ErrorInternal {
-                        desc: "client not identified",
-                    }
-                    .encode(s),
-                })
+                self.ask(
+                    ctx,
+                    create,
+                    seq,
+                    ReplyOrder::BehindQueued,
+                    move |created| match created {
+                        Some(Creation::Created(info)) => PayloadOut::ServiceCreateResult {
+                            successful: true,
+                            service: &info,
+                        }
+                        .encode(s),
+                        Some(Creation::Exists(info)) => PayloadOut::ServiceCreateResult {
+                            successful: false,
+                            service: &info,
+                        }
+                        .encode(s),
+                        Some(Creation::TooMany) => PayloadOut::Bad.encode(s),
+                        None => PayloadOut::ErrorInternal {
+                            desc: "client not identified",
+                        }
+                        .encode(s),
+                    },
+                )
             }
             PayloadIn::ServiceDelete { service } => {
                 let delete = DeleteService {
                     requester: me.uuid,
                     name: service.clone(),
                 };
-                self.ask(ctx, delete, seq, move |deleted| match deleted {
-                    Ok(info) => PayloadOut::ServiceDeleteResult { service: &info }.encode(s),
-                    Err(DeleteRefused::NotOwner) => PayloadOut::Bad.encode(s),
-                    Err(DeleteRefused::NoSuchService) => {
-                        PayloadOut::InvalidService { service: &service }.encode(s)
-                    }
-                })
+                self.ask(
+                    ctx,
+                    delete,
+                    seq,
+                    ReplyOrder::BehindQueued,
+                    move |deleted| match deleted {
+                        Ok(info) => PayloadOut::ServiceDeleteResult { service: &info }.encode(s),
+                        Err(DeleteRefused::NotOwner) => PayloadOut::Bad.encode(s),
+                        Err(DeleteRefused::NoSuchService) => {
+                            PayloadOut::InvalidService { service: &service }.encode(s)
+                        }
+                    },
+                )
             }
             PayloadIn::SelfSubscribe { service } => self.subscription(ctx, &me, seq, service, true),
             PayloadIn::SelfUnsubscribe { service } => {
@@ -351,7 +426,7 @@ impl ConciergeClient {
             subscribe,
         };
         let s = Some(seq);
-        self.ask(ctx, msg, seq, move |result| match result {
+        self.ask(ctx, msg, seq, ReplyOrder::Now, move |result| match result {
             Ok((successful, info)) if subscribe => PayloadOut::SelfSubscribeResult {
                 successful,
                 service: &info,
@@ -384,8 +459,16 @@ impl ConciergeClient {
             Target::All => {
                 metrics().concierge.message("ALL");
                 let frame = encode_message(&me, None, &target, data);
-                self.lobby.do_send(Announce(Frames::One(frame.into())));
-                self.reply(ctx, PayloadOut::Ok, s);
+                let queued = self.lobby.send(Announce(Frames::One(frame.into())));
+                self.settle(ctx, async move {
+                    match queued.await {
+                        Ok(()) => PayloadOut::Ok.encode(s),
+                        Err(_) => PayloadOut::ErrorInternal {
+                            desc: "broker unavailable",
+                        }
+                        .encode(s),
+                    }
+                });
             }
             Target::Name { ref name } => {
                 let (find, kind) = (FindClient(ClientRef::Name(name.clone())), "NAME");
@@ -432,15 +515,15 @@ impl ConciergeClient {
                         }
                     }
                 };
-                ctx.wait(route.into_actor(self).map(|frame, act, ctx| {
-                    act.core.write(ctx, Frames::One(frame.into()));
-                }));
+                self.settle(ctx, route);
             }
         }
     }
 
-    /// A MESSAGE to one client by name or uuid: encoded here, queued in the
-    /// target's mailbox.
+    /// A MESSAGE to one client by name or uuid: encoded here, handed to the
+    /// lobby, which queues it under the shared slow-consumer policy (a drop
+    /// is counted, a client that keeps dropping is closed). `OK` once it is
+    /// queued or counted; a target that left meanwhile is unknown.
     #[allow(clippy::too_many_arguments)]
     fn direct(
         &mut self,
@@ -452,23 +535,40 @@ impl ConciergeClient {
         target: Target,
         data: &RawValue,
     ) {
-        let frame = Frames::One(encode_message(me, None, &target, data).into());
+        let frames = Frames::One(encode_message(me, None, &target, data).into());
         let s = Some(seq);
-        self.ask(ctx, find, seq, move |found| match (found, target) {
-            (Some(member), _) => {
-                metrics().concierge.message(kind);
-                if member.deliver.try_send(Deliver(frame)).is_err() {
-                    metrics()
-                        .protocol(crate::Protocol::Concierge)
-                        .dropped_slow
-                        .inc();
+        let (registry, lobby) = (self.registry.clone(), self.lobby.clone());
+        let deliver = async move {
+            let member = match registry.send(find).await {
+                Ok(member) => member,
+                Err(_) => {
+                    return PayloadOut::ErrorInternal {
+                        desc: "broker unavailable",
+                    }
+                    .encode(s)
                 }
-                PayloadOut::Ok.encode(s)
+            };
+            let delivery = match member {
+                Some(member) => lobby
+                    .send(SendTo {
+                        id: member.id,
+                        frames,
+                    })
+                    .await
+                    .ok(),
+                None => None,
+            };
+            match (delivery, target) {
+                (Some(Delivery::Queued | Delivery::Dropped), _) => {
+                    metrics().concierge.message(kind);
+                    PayloadOut::Ok.encode(s)
+                }
+                (_, Target::Uuid { uuid }) => PayloadOut::InvalidUuid { uuid }.encode(s),
+                (_, Target::Name { name }) => PayloadOut::InvalidName { name: &name }.encode(s),
+                (_, _) => PayloadOut::Bad.encode(s),
             }
-            (None, Target::Uuid { uuid }) => PayloadOut::InvalidUuid { uuid }.encode(s),
-            (None, Target::Name { name }) => PayloadOut::InvalidName { name: &name }.encode(s),
-            (None, _) => PayloadOut::Bad.encode(s),
-        });
+        };
+        self.settle(ctx, deliver);
     }
 }
 

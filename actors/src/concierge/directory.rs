@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::service::{AddSubscriber, Deleted, RemoveSubscriber, Service};
 use super::wire::{ClientInfo, PayloadOut, ServiceInfo};
+use super::FsKeyMode;
 use crate::connection::{Frames, MemberHandle};
 use crate::lobby::{Announce, Enter, Exit, Lobby};
 use crate::metrics::metrics;
@@ -29,6 +30,8 @@ pub struct ConciergeDirectory {
     /// Names of clients whose departure is still being announced; they cannot
     /// be claimed until their CLIENT_LEFT is out and their folder is gone.
     leaving: HashSet<String>,
+    /// File-server secrets of identified clients (`concierge.fs_key = "secret"`).
+    file_keys: HashMap<String, Uuid>,
     services: BTreeMap<String, ServiceEntry>,
     lobby: Addr<Lobby>,
     pool: Arc<ArbiterPool>,
@@ -36,6 +39,7 @@ pub struct ConciergeDirectory {
     /// `limits.max_rooms_per_client`: services one client may own plus subscribe to.
     max_services: usize,
     files_dir: PathBuf,
+    fs_key: FsKeyMode,
 }
 
 struct ClientEntry {
@@ -44,6 +48,8 @@ struct ClientEntry {
     welcomed: bool,
     info: Arc<ClientInfo>,
     member: MemberHandle,
+    /// Its file-server secret, when keys are secrets.
+    fs_key: Option<String>,
     subscriptions: BTreeSet<String>,
     owned: BTreeSet<String>,
 }
@@ -69,12 +75,15 @@ impl ConciergeDirectory {
         evict_after: u32,
         max_services: usize,
         files_dir: PathBuf,
+        fs_key: FsKeyMode,
     ) -> Self {
         ConciergeDirectory {
+            fs_key,
             max_services,
             clients: HashMap::new(),
             names: BTreeMap::new(),
             leaving: HashSet::new(),
+            file_keys: HashMap::new(),
             services: BTreeMap::new(),
             lobby,
             pool,
@@ -86,6 +95,21 @@ impl ConciergeDirectory {
     fn announce(&self, payload: PayloadOut<'_>) {
         self.lobby
             .do_send(Announce(Frames::One(payload.encode(None).into())));
+    }
+
+    /// Announces `payload` to everyone, then answers `answer` once every
+    /// copy is queued: the requester's sequenced reply, written after what
+    /// was queued for it, then follows the broadcast (the reference's order).
+    fn announce_then<T: 'static>(&self, payload: PayloadOut<'_>, answer: T) -> ResponseFuture<T> {
+        let queued = self
+            .lobby
+            .send(Announce(Frames::One(payload.encode(None).into())));
+        Box::pin(async move {
+            if let Err(e) = queued.await {
+                log::error!("concierge lobby unreachable: {e}");
+            }
+            answer
+        })
     }
 
     /// An identified client that got HELLO.
@@ -100,6 +124,23 @@ impl ConciergeDirectory {
             .filter_map(|name| self.services.get(name))
             .map(|s| s.info.clone())
             .collect()
+    }
+
+    /// Removes a service at its owner's request.
+    fn delete_service(
+        &mut self,
+        requester: Uuid,
+        name: &str,
+    ) -> Result<ServiceInfo, DeleteRefused> {
+        let service = self
+            .services
+            .get(name)
+            .ok_or(DeleteRefused::NoSuchService)?;
+        if service.info.owner_uuid != requester {
+            return Err(DeleteRefused::NotOwner);
+        }
+        self.remove_service(name)
+            .ok_or(DeleteRefused::NoSuchService)
     }
 
     /// Removes a service: every subscriber forgets it, its actor refuses
@@ -134,6 +175,9 @@ pub struct Identify {
     pub info: ClientInfo,
     /// Its connection.
     pub member: MemberHandle,
+    /// Its file-server secret (`concierge.fs_key = "secret"`), else `None`
+    /// and the uuid is the key.
+    pub fs_key: Option<String>,
 }
 
 impl Handler<Identify> for Registry {
@@ -145,12 +189,16 @@ impl Handler<Identify> for Registry {
             return Err(NameTaken);
         }
         dir.names.insert(name.clone(), msg.info.uuid);
+        if let Some(key) = &msg.fs_key {
+            dir.file_keys.insert(key.clone(), msg.info.uuid);
+        }
         dir.clients.insert(
             msg.info.uuid,
             ClientEntry {
                 welcomed: false,
                 info: Arc::new(msg.info),
                 member: msg.member,
+                fs_key: msg.fs_key,
                 subscriptions: BTreeSet::new(),
                 owned: BTreeSet::new(),
             },
@@ -198,6 +246,9 @@ impl Handler<Leave> for Registry {
         };
         let name = entry.info.name.clone();
         dir.names.remove(&name);
+        if let Some(key) = &entry.fs_key {
+            dir.file_keys.remove(key);
+        }
         dir.leaving.insert(name.clone());
         if entry.welcomed {
             metrics().concierge.clients.dec();
@@ -295,15 +346,18 @@ pub struct CreateService {
 }
 
 impl Handler<CreateService> for Registry {
-    type Result = Option<Creation>;
+    type Result = ResponseFuture<Option<Creation>>;
     fn handle(&mut self, msg: CreateService, _: &mut Self::Context) -> Self::Result {
         let dir = &mut self.concierge;
         if let Some(existing) = dir.services.get(&msg.name) {
-            return Some(Creation::Exists(existing.info.clone()));
+            let exists = Some(Creation::Exists(existing.info.clone()));
+            return Box::pin(std::future::ready(exists));
         }
-        let owner = dir.clients.get_mut(&msg.owner)?;
+        let Some(owner) = dir.clients.get_mut(&msg.owner) else {
+            return Box::pin(std::future::ready(None));
+        };
         if owner.holds() >= dir.max_services {
-            return Some(Creation::TooMany);
+            return Box::pin(std::future::ready(Some(Creation::TooMany)));
         }
         let info = ServiceInfo {
             name: msg.name,
@@ -324,11 +378,11 @@ impl Handler<CreateService> for Registry {
             },
         );
         metrics().concierge.services.inc();
-        dir.announce(PayloadOut::ServiceCreateResult {
+        let created = PayloadOut::ServiceCreateResult {
             successful: true,
             service: &info,
-        });
-        Some(Creation::Created(info))
+        };
+        dir.announce_then(created, Some(Creation::Created(info.clone())))
     }
 }
 
@@ -354,21 +408,16 @@ pub struct DeleteService {
 }
 
 impl Handler<DeleteService> for Registry {
-    type Result = Result<ServiceInfo, DeleteRefused>;
+    type Result = ResponseFuture<Result<ServiceInfo, DeleteRefused>>;
     fn handle(&mut self, msg: DeleteService, _: &mut Self::Context) -> Self::Result {
         let dir = &mut self.concierge;
-        let service = dir
-            .services
-            .get(&msg.name)
-            .ok_or(DeleteRefused::NoSuchService)?;
-        if service.info.owner_uuid != msg.requester {
-            return Err(DeleteRefused::NotOwner);
+        match dir.delete_service(msg.requester, &msg.name) {
+            Ok(info) => {
+                let deleted = PayloadOut::ServiceDeleteResult { service: &info };
+                dir.announce_then(deleted, Ok(info.clone()))
+            }
+            Err(refused) => Box::pin(std::future::ready(Err(refused))),
         }
-        let info = dir
-            .remove_service(&msg.name)
-            .ok_or(DeleteRefused::NoSuchService)?;
-        dir.announce(PayloadOut::ServiceDeleteResult { service: &info });
-        Ok(info)
     }
 }
 
@@ -546,15 +595,21 @@ impl Handler<FindService> for Registry {
     }
 }
 
-/// The name of the identified client whose file-server key (its HELLO uuid)
-/// this is, if any.
+/// The name of the identified client whose file-server key this is, if
+/// any: its HELLO uuid, or with `concierge.fs_key = "secret"` the secret
+/// HELLO gave it (and then never the uuid, which every client knows).
 #[derive(Message)]
 #[rtype(result = "Option<String>")]
-pub struct FileKeyOwner(pub Uuid);
+pub struct FileKeyOwner(pub String);
 
 impl Handler<FileKeyOwner> for Registry {
     type Result = Option<String>;
     fn handle(&mut self, FileKeyOwner(key): FileKeyOwner, _: &mut Self::Context) -> Self::Result {
-        self.concierge.welcomed(&key).map(|c| c.info.name.clone())
+        let dir = &self.concierge;
+        let uuid = match dir.fs_key {
+            FsKeyMode::Uuid => Uuid::parse_str(&key).ok()?,
+            FsKeyMode::Secret => *dir.file_keys.get(&key)?,
+        };
+        dir.welcomed(&uuid).map(|c| c.info.name.clone())
     }
 }

@@ -43,6 +43,25 @@ pub struct ConciergeSettings {
     pub max_name_length: usize,
     /// Root of the file server; each client has the folder `files_dir/{name}`.
     pub files_dir: PathBuf,
+    /// What opens a client's file-server writes (`concierge.fs_key`).
+    pub fs_key: FsKeyMode,
+    /// Most bytes an IDENTIFY's `nickname` and `tags` may hold together: they
+    /// are re-broadcast to every client in CLIENT_JOINED (else close 4008).
+    pub max_identity_bytes: usize,
+}
+
+/// Which key opens a client's file-server folder (`concierge.fs_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsKeyMode {
+    /// The client's HELLO uuid, as the reference does: every client learns
+    /// every other's uuid from CLIENT_JOINED, so any client can write to and
+    /// delete from any folder. Kept as the default for existing clients.
+    #[default]
+    Uuid,
+    /// A random per-connection secret sent only to its client, in HELLO's
+    /// extra `fs_key` field (clients ignore fields they do not know).
+    Secret,
 }
 
 /// Gives a client a fresh, empty file-server folder, off the actor threads.

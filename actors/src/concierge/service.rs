@@ -169,8 +169,13 @@ impl Handler<Publish> for Service {
             )
         };
         match msg.target {
+            // Never back to the owner, even when it subscribed to its own
+            // service: real services re-broadcast what they receive, or
+            // stop at their own first message.
             Target::Service { .. } if from_owner => {
-                let removed = self.subscribers.broadcast(&frame());
+                let removed = self
+                    .subscribers
+                    .broadcast_except(&frame(), Some(self.owner_conn));
                 self.forget(&removed);
             }
             Target::Service { .. } if self.subscribers.contains(msg.sender_conn) => {

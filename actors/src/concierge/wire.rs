@@ -439,6 +439,10 @@ pub enum PayloadOut<'a> {
         uuid: Uuid,
         /// The server's protocol version, normally [`PROTOCOL_VERSION`].
         version: &'a str,
+        /// The client's file-server key when `concierge.fs_key = "secret"`
+        /// (absent otherwise: the uuid is the key).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fs_key: Option<&'a str>,
     },
     /// Answer to `SELF_SUBSCRIBE`; `successful` is false if already subscribed.
     SelfSubscribeResult {
@@ -1081,6 +1085,7 @@ mod tests {
             &PayloadOut::Hello {
                 uuid: ALICE_UUID,
                 version: PROTOCOL_VERSION,
+                fs_key: None,
             },
             r#"{"type":"HELLO","uuid":"0d5f3a2e-8b41-4c6e-9f27-3c1a5b7d9e01","version":"0.2.0"}"#,
         );

@@ -1,29 +1,67 @@
-//! The rooms part of the registry: every permissioned room, and the
-//! connections of every online user (an invite goes to all of them).
+//! The rooms part of the registry: every permissioned room, how many rooms
+//! each user created, and the connections of every online user (an invite
+//! goes to all of them).
+//!
+//! A room exists once the store has committed it: [`CreateRoom`] answers
+//! only after that, and a room the store refused is never started.
+//!
+//! Invites reach an online invitee through a [`FanOut`] of the user's
+//! connections, so they follow the shared slow-consumer policy (bounded
+//! outbox, drops counted, eviction). Invites not used yet live in the store
+//! and are delivered again on each connect, right after the `session` frame,
+//! until the invitee enters the room: while a new connection's pending
+//! invites are being read, invites that arrive for its user are held and
+//! delivered after them, unless the read already had them, so each invite
+//! reaches the connection once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use uuid::Uuid;
 
 use super::room::Room;
-use super::StoredRoom;
-use crate::connection::{ConnId, Deliver, Frames, MemberHandle};
+use super::wire::Event;
+use super::{Grant, Refusal, StoredRoom};
+use crate::connection::{ConnId, Frames, MemberHandle};
+use crate::fanout::FanOut;
 use crate::metrics::metrics;
 use crate::pool::ArbiterPool;
 use crate::registry::Registry;
-use crate::store::{SaveRoom, StoreHandle};
+use crate::store::{PendingInvites, SaveRoom, StoreError, StoreHandle};
+use crate::Protocol;
 
 /// The rooms directory, held by the registry.
 pub struct RoomsDirectory {
     rooms: HashMap<Uuid, Addr<Room>>,
     /// Creation order, for listings.
     order: Vec<Uuid>,
-    online: HashMap<String, Vec<MemberHandle>>,
+    /// Rooms each user created (including creations the store has not
+    /// answered yet, so concurrent creations cannot pass the cap).
+    created: HashMap<String, usize>,
+    /// Each online user's connections that have had their pending invites.
+    online: HashMap<String, FanOut>,
+    /// Connections whose pending invites are being read.
+    connecting: HashMap<ConnId, Connecting>,
     pool: Arc<ArbiterPool>,
     store: StoreHandle,
     evict_after: u32,
+}
+
+/// A new connection whose pending invites are being read from the store.
+struct Connecting {
+    user: String,
+    /// Invites that arrived meanwhile: (room, inviter, frame).
+    held: Vec<(Uuid, String, Frames)>,
+}
+
+/// The `invite` frame for the invitee.
+fn invite_frame(inviter: &str, room_id: Uuid) -> Frames {
+    let event = Event::Invite {
+        user_id: inviter,
+        room_id,
+    };
+    Frames::One(event.encode().into())
 }
 
 impl RoomsDirectory {
@@ -37,14 +75,21 @@ impl RoomsDirectory {
         let mut directory = RoomsDirectory {
             rooms: HashMap::new(),
             order: Vec::new(),
+            created: HashMap::new(),
             online: HashMap::new(),
+            connecting: HashMap::new(),
             pool,
             store,
             evict_after,
         };
         for room in stored {
             match Uuid::parse_str(&room.room_id) {
-                Ok(id) => directory.start(room, id),
+                Ok(id) => {
+                    if let Some(creator) = &room.creator {
+                        *directory.created.entry(creator.clone()).or_default() += 1;
+                    }
+                    directory.start(room, id);
+                }
                 Err(_) => log::error!("stored room id {:?} is not a UUID; skipped", room.room_id),
             }
         }
@@ -60,12 +105,73 @@ impl RoomsDirectory {
         self.order.push(id);
         metrics().rooms.rooms.set(self.rooms.len() as i64);
     }
+
+    /// Gives back a creation slot of `user` (its room was not created).
+    fn release(&mut self, user: &str) {
+        if let Some(made) = self.created.get_mut(user) {
+            *made = made.saturating_sub(1);
+            if *made == 0 {
+                self.created.remove(user);
+            }
+        }
+    }
+
+    /// A connection's pending invites were read: it joins its user's
+    /// connections and gets them, then the invites held meanwhile.
+    fn online_now(
+        &mut self,
+        user: String,
+        member: MemberHandle,
+        read: Result<Result<Vec<(String, String)>, StoreError>, MailboxError>,
+    ) {
+        let conn = member.id;
+        let Some(connecting) = self.connecting.remove(&conn) else {
+            // Closed while its invites were being read.
+            return;
+        };
+        let invites = match read {
+            Ok(Ok(invites)) => invites,
+            failed => {
+                log::error!("reading the pending invites of {user} failed: {failed:?}");
+                Vec::new()
+            }
+        };
+        let evict_after = self.evict_after;
+        let connections = self
+            .online
+            .entry(user)
+            .or_insert_with(|| FanOut::new(Protocol::Rooms, evict_after));
+        connections.join(member);
+        let mut delivered = HashSet::new();
+        for (room_id, inviter) in invites {
+            let Ok(room) = Uuid::parse_str(&room_id) else {
+                continue;
+            };
+            connections.send_to(conn, &invite_frame(&inviter, room));
+            delivered.insert((room, inviter));
+        }
+        for (room, inviter, frame) in connecting.held {
+            if !delivered.contains(&(room, inviter)) {
+                connections.send_to(conn, &frame);
+            }
+        }
+    }
 }
 
-/// Creates a room; `admins` (the creator, or none for the operator's API)
-/// may invite to it when closed and kick. Answers its id and actor.
+/// Who creates a room over the WebSocket, and the cap on rooms per creator.
+#[derive(Debug, Clone)]
+pub struct Creator {
+    /// The creating user, who becomes the room's admin.
+    pub user_id: String,
+    /// `rooms.max_rooms_per_creator`.
+    pub max_rooms: usize,
+}
+
+/// Creates a room once the store has committed it; `admins` (the creator,
+/// or those the operator names) may invite to it when closed and kick.
+/// Answers its id and actor, or why it was not created.
 #[derive(Message)]
-#[rtype(result = "(Uuid, Addr<Room>)")]
+#[rtype(result = "Result<(Uuid, Addr<Room>), Refusal>")]
 pub struct CreateRoom {
     /// Its name.
     pub name: String,
@@ -73,32 +179,61 @@ pub struct CreateRoom {
     pub closed: bool,
     /// Its first admins.
     pub admins: Vec<String>,
+    /// The user creating it (none: the operator's API, which has no cap).
+    pub creator: Option<Creator>,
 }
 
 impl Handler<CreateRoom> for Registry {
-    type Result = MessageResult<CreateRoom>;
+    type Result = ResponseActFuture<Self, Result<(Uuid, Addr<Room>), Refusal>>;
     fn handle(&mut self, msg: CreateRoom, _: &mut Self::Context) -> Self::Result {
         let dir = &mut self.rooms;
+        if let Some(Creator { user_id, max_rooms }) = &msg.creator {
+            let made = dir.created.entry(user_id.clone()).or_default();
+            if *made >= *max_rooms {
+                metrics().limit_reached(Protocol::Rooms, "max_rooms_per_creator");
+                return Box::pin(fut::ready(Err(Refusal::TooManyRoomsCreated(*max_rooms))));
+            }
+            // Held while the store writes; given back if it refuses.
+            *made += 1;
+        }
+        let creator = msg.creator.map(|c| c.user_id);
         let id = Uuid::new_v4();
-        dir.store.do_send(SaveRoom {
+        let saved = dir.store.send(SaveRoom {
             room_id: id.to_string(),
             name: msg.name.clone(),
             closed: msg.closed,
             admins: msg.admins.clone(),
+            creator: creator.clone(),
         });
         let stored = StoredRoom {
             room_id: id.to_string(),
             name: msg.name,
             closed: msg.closed,
             reserved_message_id: 0,
+            creator: creator.clone(),
             grants: msg
                 .admins
                 .into_iter()
-                .map(|admin| (admin, super::Grant::Admin))
+                .map(|admin| (admin, Grant::Admin))
                 .collect(),
+            pending_invites: Vec::new(),
         };
-        dir.start(stored, id);
-        MessageResult((id, dir.rooms[&id].clone()))
+        Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
+            let dir = &mut registry.rooms;
+            match saved {
+                Ok(Ok(())) => {
+                    dir.start(stored, id);
+                    Ok((id, dir.rooms[&id].clone()))
+                }
+                failed => {
+                    log::error!("room {id} not created: saving it failed: {failed:?}");
+                    if let Some(user) = &creator {
+                        dir.release(user);
+                    }
+                    Err(Refusal::RoomNotSaved)
+                }
+            }
+        }))
     }
 }
 
@@ -127,7 +262,8 @@ impl Handler<AllRooms> for Registry {
     }
 }
 
-/// A connection of `user` opened.
+/// A connection of `user` opened: its pending invites are read from the
+/// store and delivered to it, then it receives invites as they are made.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct UserOnline {
@@ -138,13 +274,20 @@ pub struct UserOnline {
 }
 
 impl Handler<UserOnline> for Registry {
-    type Result = ();
-    fn handle(&mut self, msg: UserOnline, _: &mut Self::Context) {
-        self.rooms
-            .online
-            .entry(msg.user)
-            .or_default()
-            .push(msg.member);
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, msg: UserOnline, _: &mut Self::Context) -> Self::Result {
+        let dir = &mut self.rooms;
+        dir.connecting.insert(
+            msg.member.id,
+            Connecting {
+                user: msg.user.clone(),
+                held: Vec::new(),
+            },
+        );
+        let read = dir.store.send(PendingInvites(msg.user.clone()));
+        Box::pin(read.into_actor(self).map(move |read, registry, _| {
+            registry.rooms.online_now(msg.user, msg.member, read);
+        }))
     }
 }
 
@@ -161,34 +304,46 @@ pub struct UserOffline {
 impl Handler<UserOffline> for Registry {
     type Result = ();
     fn handle(&mut self, msg: UserOffline, _: &mut Self::Context) {
-        if let Some(connections) = self.rooms.online.get_mut(&msg.user) {
-            connections.retain(|m| m.id != msg.conn);
+        let dir = &mut self.rooms;
+        dir.connecting.remove(&msg.conn);
+        if let Some(connections) = dir.online.get_mut(&msg.user) {
+            connections.leave(msg.conn);
             if connections.is_empty() {
-                self.rooms.online.remove(&msg.user);
+                dir.online.remove(&msg.user);
             }
         }
     }
 }
 
-/// Sends a frame to every connection of a user, if online (invites).
+/// An invite was committed: `invite {user_id: inviter, room_id}` to every
+/// connection of the invitee, through the slow-consumer policy.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct NotifyUser {
-    /// The recipient.
+pub struct DeliverInvite {
+    /// The invitee.
     pub user: String,
-    /// The frame, encoded once.
-    pub frame: Frames,
+    /// The room.
+    pub room_id: Uuid,
+    /// Who invited.
+    pub inviter: String,
 }
 
-impl Handler<NotifyUser> for Registry {
+impl Handler<DeliverInvite> for Registry {
     type Result = ();
-    fn handle(&mut self, msg: NotifyUser, _: &mut Self::Context) {
-        for member in self.rooms.online.get(&msg.user).into_iter().flatten() {
-            if member.deliver.try_send(Deliver(msg.frame.clone())).is_err() {
-                metrics()
-                    .protocol(crate::Protocol::Rooms)
-                    .dropped_slow
-                    .inc();
+    fn handle(&mut self, msg: DeliverInvite, _: &mut Self::Context) {
+        let dir = &mut self.rooms;
+        let frame = invite_frame(&msg.inviter, msg.room_id);
+        if let Some(connections) = dir.online.get_mut(&msg.user) {
+            connections.broadcast(&frame);
+            if connections.is_empty() {
+                dir.online.remove(&msg.user);
+            }
+        }
+        for connecting in dir.connecting.values_mut() {
+            if connecting.user == msg.user {
+                connecting
+                    .held
+                    .push((msg.room_id, msg.inviter.clone(), frame.clone()));
             }
         }
     }

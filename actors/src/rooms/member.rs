@@ -14,7 +14,7 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
 use uuid::Uuid;
 
-use super::directory::{CreateRoom, FindRoom, NotifyUser, UserOffline, UserOnline};
+use super::directory::{CreateRoom, Creator, DeliverInvite, FindRoom, UserOffline, UserOnline};
 use super::room::{Enter, Exit, Invite, IsMember, Kick, Kicker, MarkRead, Room, Say};
 use super::wire::{Command, Event};
 use super::{now_ms, Refusal, RoomsSettings};
@@ -175,12 +175,17 @@ impl RoomsClient {
                     name: name.clone(),
                     closed,
                     admins: vec![user.clone()],
+                    creator: Some(Creator {
+                        user_id: user.clone(),
+                        max_rooms: self.settings.max_rooms_per_creator,
+                    }),
                 };
                 let registry = self.registry.clone();
                 let slots = self.room_slots();
                 let work = async move {
                     slots.await?;
-                    let (room_id, room) = registry.send(create).await.map_err(failed)?;
+                    // Answered once the store committed the room.
+                    let (room_id, room) = registry.send(create).await.map_err(failed)??;
                     room.send(Enter { member, user }).await.map_err(failed)??;
                     Ok((room_id, room))
                 };
@@ -260,22 +265,23 @@ impl RoomsClient {
             Command::Invite {
                 user_id, room_id, ..
             } => {
+                let Some(invitee) = self.settings.user_id(&user_id) else {
+                    return self.error(ctx, &Refusal::UserIdNotUuid.to_string());
+                };
                 let registry = self.registry.clone();
+                let max_pending = self.settings.max_pending_invites;
                 self.settle(ctx, async move {
                     let room = find(room_id).await?;
                     let invite = Invite {
                         by: user.clone(),
-                        user: user_id.clone(),
+                        user: invitee.clone(),
+                        max_pending,
                     };
                     room.send(invite).await.map_err(failed)??;
-                    let frame = Event::Invite {
-                        user_id: &user,
+                    registry.do_send(DeliverInvite {
+                        user: invitee,
                         room_id,
-                    }
-                    .encode();
-                    registry.do_send(NotifyUser {
-                        user: user_id,
-                        frame: Frames::One(frame.into()),
+                        inviter: user,
                     });
                     Ok(None)
                 })

@@ -9,8 +9,8 @@
 //!   the message ids (strictly increasing, reserved in the store in blocks so
 //!   they keep increasing across restarts without storing any message).
 //! - the rooms part of the [`Registry`](crate::registry::Registry)
-//!   (`directory`): the rooms, and each online user's connections (for
-//!   invites).
+//!   (`directory`): the rooms, how many each user created, and each online
+//!   user's connections (for invites, also those made while it was offline).
 
 mod directory;
 mod member;
@@ -19,7 +19,9 @@ pub mod wire;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use directory::{AllRooms, CreateRoom, FindRoom, RoomsDirectory};
+use uuid::Uuid;
+
+pub use directory::{AllRooms, CreateRoom, Creator, FindRoom, RoomsDirectory};
 pub use member::RoomsClient;
 
 /// Now as the protocol's `time`: UNIX milliseconds.
@@ -37,6 +39,32 @@ pub struct RoomsSettings {
     pub ping_interval: Duration,
     /// How long a client has to answer with the same `time`.
     pub pong_timeout: Duration,
+    /// Invites not used yet that one room may hold (each is stored and
+    /// delivered on every connect of its invitee).
+    pub max_pending_invites: usize,
+    /// Rooms one user may create over the WebSocket (rooms are never
+    /// deleted, and each is an actor and a row for good).
+    pub max_rooms_per_creator: usize,
+    /// Whether a token's `sub` and an invite's `user_id` must be UUIDs
+    /// (PROTOCOLS.md §5); off only for account systems with other ids.
+    pub require_uuid_user_ids: bool,
+}
+
+impl RoomsSettings {
+    /// The user id a token's `sub` or an invite's `user_id` names: with
+    /// UUIDs required, only a hyphenated UUID (any case), in its canonical
+    /// lowercase form so one user has one id; otherwise the text as it is.
+    pub fn user_id(&self, text: &str) -> Option<String> {
+        if !self.require_uuid_user_ids {
+            return Some(text.to_owned());
+        }
+        if text.len() != 36 {
+            return None;
+        }
+        Uuid::try_parse(text)
+            .ok()
+            .map(|id| id.hyphenated().to_string())
+    }
 }
 
 /// What a user may do in a room beyond the default, as stored.
@@ -82,8 +110,12 @@ pub struct StoredRoom {
     pub closed: bool,
     /// The highest message id that may have been handed out.
     pub reserved_message_id: u64,
+    /// Who created it over the WebSocket (none: the operator's API).
+    pub creator: Option<String>,
     /// Who has which grant.
     pub grants: Vec<(String, Grant)>,
+    /// The invites not used yet, as (invitee, inviter), oldest first.
+    pub pending_invites: Vec<(String, String)>,
 }
 
 /// Why a room refused a command; the text goes back in `{type:"error"}`.
@@ -122,4 +154,49 @@ pub enum Refusal {
     /// The connection is in `limits.max_rooms_per_client` rooms already.
     #[error("you are in too many rooms: at most {0} at once")]
     TooManyRooms(usize),
+    /// The room holds `rooms.max_pending_invites` unused invites already.
+    #[error("this room has too many pending invites: at most {0} until invitees enter")]
+    TooManyPendingInvites(usize),
+    /// The user created `rooms.max_rooms_per_creator` rooms already.
+    #[error("you have created too many rooms: at most {0}")]
+    TooManyRoomsCreated(usize),
+    /// The store refused to save a new room; nothing was created.
+    #[error("the room could not be saved, so it was not created; try again later")]
+    RoomNotSaved,
+    /// An invite's `user_id` is not a UUID.
+    #[error("user_id must be a UUID")]
+    UserIdNotUuid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(require_uuid_user_ids: bool) -> RoomsSettings {
+        RoomsSettings {
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            max_pending_invites: 1,
+            max_rooms_per_creator: 1,
+            require_uuid_user_ids,
+        }
+    }
+
+    #[test]
+    fn user_ids_are_hyphenated_uuids_in_lower_case() {
+        let strict = settings(true);
+        let id = "a11ce000-0000-4000-8000-00000000000a";
+        assert_eq!(strict.user_id(id).as_deref(), Some(id));
+        assert_eq!(strict.user_id(&id.to_uppercase()).as_deref(), Some(id));
+        for bad in [
+            "alice",
+            "",
+            "a11ce0000000400080000000000000000a",
+            "{a11ce000-0000-4000-8000-00000000000a}",
+            "a11ce000-0000-4000-8000-00000000000g",
+        ] {
+            assert_eq!(strict.user_id(bad), None, "{bad}");
+        }
+        assert_eq!(settings(false).user_id("alice").as_deref(), Some("alice"));
+    }
 }

@@ -12,6 +12,10 @@
 //! sends the frames that acknowledge it (`kick` and `exit`; the caller's
 //! `invite`). A write the store refuses changes nothing and answers an
 //! internal error. The room itself never touches the disk.
+//!
+//! An invite stays pending (stored, and delivered to the invitee on each
+//! connect) until the invitee enters the room or is banned from it; a room
+//! holds at most `rooms.max_pending_invites` of them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,7 +28,7 @@ use crate::admin::SERVER_NAME;
 use crate::connection::{ConnId, Frames, MemberHandle};
 use crate::fanout::FanOut;
 use crate::metrics::{metrics, ActorGauge, ActorKind};
-use crate::store::{ReserveMessageIds, SaveGrant, StoreHandle};
+use crate::store::{ReserveMessageIds, SaveGrant, SaveInvite, StoreHandle, UseInvite};
 use crate::Protocol;
 
 /// Message ids reserved in the store at a time: one durable write per this
@@ -39,6 +43,8 @@ pub struct Room {
     admins: HashSet<String>,
     invited: HashSet<String>,
     banned: HashSet<String>,
+    /// Invitees who have not entered since their invite.
+    pending: HashSet<String>,
     members: FanOut,
     /// The user of each connection in the room.
     present: HashMap<ConnId, String>,
@@ -60,6 +66,11 @@ impl Room {
             admins: HashSet::new(),
             invited: HashSet::new(),
             banned: HashSet::new(),
+            pending: stored
+                .pending_invites
+                .into_iter()
+                .map(|(invitee, _)| invitee)
+                .collect(),
             members: FanOut::new(Protocol::Rooms, evict_after),
             present: HashMap::new(),
             next_id: stored.reserved_message_id + 1,
@@ -125,6 +136,9 @@ impl Room {
                         room.grants(grant).insert(user);
                     }
                     Ok(Ok(())) => {
+                        if grant == Grant::Invite {
+                            room.pending.remove(&user);
+                        }
                         room.grants(grant).remove(&user);
                     }
                     failed => {
@@ -216,6 +230,14 @@ impl Handler<Enter> for Room {
             !self.closed || self.admins.contains(&msg.user) || self.invited.contains(&msg.user);
         if !allowed {
             return Err(Refusal::Closed);
+        }
+        if self.pending.remove(&msg.user) {
+            // Used: no longer delivered on connect. Not awaited: if the store
+            // refuses, the invite is only delivered again, harmlessly.
+            self.store.do_send(UseInvite {
+                room_id: self.id.to_string(),
+                user_id: msg.user.clone(),
+            });
         }
         self.present.insert(msg.member.id, msg.user.clone());
         metrics().rooms.members.inc();
@@ -345,7 +367,11 @@ impl Room {
     }
 }
 
-/// A read receipt: `read` to everyone in the room.
+/// A read receipt: `read` to everyone in the room, for a message id the
+/// room has handed out: `1 ..= next_id - 1`. Within a process that is
+/// exactly the ids issued; after a restart `next_id` starts one past the
+/// reservation stored before, which is the tightest bound the store knows
+/// (an earlier process may have issued any id up to it, and none above).
 #[derive(Message)]
 #[rtype(result = "Result<(), Refusal>")]
 pub struct MarkRead {
@@ -374,7 +400,9 @@ impl Handler<MarkRead> for Room {
 }
 
 /// `by` invites `user`: anyone may to an open room, only admins to a closed
-/// one. The caller delivers the `invite` to the invitee.
+/// one. The invite is pending until `user` enters (unless `user` is in the
+/// room now); a room holds at most `max_pending` pending invites. Answered
+/// once committed; the caller then delivers the `invite` to the invitee.
 #[derive(Message)]
 #[rtype(result = "Result<(), Refusal>")]
 pub struct Invite {
@@ -382,6 +410,8 @@ pub struct Invite {
     pub by: String,
     /// The invitee.
     pub user: String,
+    /// `rooms.max_pending_invites`.
+    pub max_pending: usize,
 }
 
 impl Handler<Invite> for Room {
@@ -394,8 +424,36 @@ impl Handler<Invite> for Room {
         if self.banned.contains(&msg.user) {
             return refused(Refusal::TargetBanned);
         }
-        // Answered once the invite is committed.
-        AtomicResponse::new(self.save_grants(vec![(msg.user, Grant::Invite, true)]))
+        let pending = !self.present.values().any(|user| *user == msg.user);
+        if pending && !self.pending.contains(&msg.user) && self.pending.len() >= msg.max_pending {
+            metrics().limit_reached(Protocol::Rooms, "max_pending_invites");
+            return refused(Refusal::TooManyPendingInvites(msg.max_pending));
+        }
+        let saved = self.store.send(SaveInvite {
+            room_id: self.id.to_string(),
+            user_id: msg.user.clone(),
+            inviter: msg.by,
+            pending,
+        });
+        AtomicResponse::new(Box::pin(saved.into_actor(self).map(
+            move |saved, room, _| match saved {
+                Ok(Ok(())) => {
+                    if pending {
+                        room.pending.insert(msg.user.clone());
+                    }
+                    room.invited.insert(msg.user);
+                    Ok(())
+                }
+                failed => {
+                    log::error!(
+                        "room {}: saving the invite of {} failed: {failed:?}",
+                        room.id,
+                        msg.user
+                    );
+                    Err(Refusal::Internal)
+                }
+            },
+        )))
     }
 }
 

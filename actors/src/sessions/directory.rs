@@ -1,5 +1,11 @@
 //! The session list's part of the registry: which listings exist, and the
 //! full resync that replaces them all under a new epoch.
+//!
+//! A new epoch is acknowledged only after it is committed: the resync
+//! writes it to the store first and changes nothing until the store
+//! answers; only then are the old listings retired, the new ones started
+//! and `reset` broadcast. If the store refuses, nothing changes and the
+//! host is told so.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -19,6 +25,13 @@ use crate::store::{SetMeta, StoreHandle};
 pub struct ListingDirectory {
     listings: BTreeMap<String, Addr<SessionListing>>,
     epoch: Epoch,
+    /// The last epoch a resync asked the store to save (never reused, even
+    /// if that write failed).
+    latest_epoch: Epoch,
+    /// Resyncs asked for, and the last one applied: a resync is applied
+    /// only if none asked for after it was applied first.
+    resyncs_asked: u64,
+    resyncs_applied: u64,
     settings: SessionsSettings,
     feed: Addr<SessionFeed>,
     pool: Arc<ArbiterPool>,
@@ -37,6 +50,9 @@ impl ListingDirectory {
         ListingDirectory {
             listings: BTreeMap::new(),
             epoch,
+            latest_epoch: epoch,
+            resyncs_asked: 0,
+            resyncs_applied: 0,
             settings,
             feed,
             pool,
@@ -141,15 +157,21 @@ impl Handler<ListingGone> for Registry {
     }
 }
 
-/// Full resync: replace every listing with `sessions` under a new epoch.
-/// Session ids must be unique (the HTTP layer checks). Answers the new epoch.
+/// Full resync: replace every listing with `sessions` under a new epoch,
+/// once the epoch is committed. Session ids must be unique (the HTTP layer
+/// checks). Answers the new epoch, or [`EpochNotSaved`] (nothing changed).
 #[derive(Message)]
-#[rtype(result = "Epoch")]
+#[rtype(result = "Result<Epoch, EpochNotSaved>")]
 pub struct Resync(pub Vec<Session>);
 
+/// The store refused the new epoch of a resync; the listing is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the new epoch could not be saved, so nothing was changed; try again later")]
+pub struct EpochNotSaved;
+
 impl Handler<Resync> for Registry {
-    type Result = Epoch;
-    fn handle(&mut self, Resync(sessions): Resync, ctx: &mut Self::Context) -> Epoch {
+    type Result = ResponseActFuture<Self, Result<Epoch, EpochNotSaved>>;
+    fn handle(&mut self, Resync(sessions): Resync, _: &mut Self::Context) -> Self::Result {
         debug_assert_eq!(
             sessions
                 .iter()
@@ -159,19 +181,58 @@ impl Handler<Resync> for Registry {
             sessions.len()
         );
         let dir = &mut self.listings;
+        dir.latest_epoch = dir.latest_epoch.wrapping_add(1);
+        dir.resyncs_asked += 1;
+        let (epoch, turn) = (dir.latest_epoch, dir.resyncs_asked);
+        let saved = dir.store.send(SetMeta {
+            key: EPOCH_KEY,
+            value: epoch.to_string(),
+        });
+        Box::pin(
+            saved
+                .into_actor(self)
+                .map(move |saved, registry, ctx| match saved {
+                    Ok(Ok(())) => {
+                        registry.apply_resync(epoch, turn, sessions, ctx.address());
+                        Ok(epoch)
+                    }
+                    failed => {
+                        log::error!(
+                            "session list resync refused: saving epoch {epoch} failed: {failed:?}"
+                        );
+                        Err(EpochNotSaved)
+                    }
+                }),
+        )
+    }
+}
+
+impl Registry {
+    /// Replaces every listing with `sessions` under the committed `epoch`
+    /// and broadcasts `reset`, unless a later resync was applied already
+    /// (the store answers in order, so this is only a safeguard).
+    fn apply_resync(
+        &mut self,
+        epoch: Epoch,
+        turn: u64,
+        sessions: Vec<Session>,
+        me: Addr<Registry>,
+    ) {
+        let dir = &mut self.listings;
+        if turn <= dir.resyncs_applied {
+            log::warn!("session list resync to epoch {epoch} superseded before it applied");
+            return;
+        }
+        dir.resyncs_applied = turn;
         for old in std::mem::take(&mut dir.listings).into_values() {
             old.do_send(Retire);
         }
-        dir.epoch = dir.epoch.wrapping_add(1);
-        dir.store.do_send(SetMeta {
-            key: EPOCH_KEY,
-            value: dir.epoch.to_string(),
-        });
+        dir.epoch = epoch;
         let mut frames = BTreeMap::new();
         for session in sessions {
             let id = session.session_id.clone();
             frames.insert(id.clone(), SessionListing::add_frame(dir.epoch, &session));
-            let addr = dir.spawn(session, ctx.address());
+            let addr = dir.spawn(session, me.clone());
             dir.listings.insert(id, addr);
         }
         dir.feed.do_send(Reset {
@@ -184,6 +245,5 @@ impl Handler<Resync> for Registry {
             dir.epoch,
             dir.listings.len()
         );
-        dir.epoch
     }
 }

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use directory::{AllListings, FindListing, ListingDirectory, Resync, Upsert, UpsertListing};
+pub use directory::{
+    AllListings, EpochNotSaved, FindListing, ListingDirectory, Resync, Upsert, UpsertListing,
+};
 pub use feed::SessionFeed;
 pub use listing::{
     GetSession, ListingError, PatchSession, PutSession, PutUser, RemoveUser, SessionListing,

@@ -43,6 +43,10 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A write refused by fault injection (test builds only).
+    #[cfg(feature = "fault-injection")]
+    #[error("store writes are failing (fault injected)")]
+    Injected,
     /// A stored value did not have the expected form.
     #[error("stored value for `{key}` is corrupt: {value:?}")]
     Corrupt {
@@ -106,13 +110,15 @@ pub trait Store: Send + 'static {
     fn live_incoming_requests(&mut self, me: &str) -> Result<Vec<FriendRequest>, StoreError>;
     /// Every permissioned room with its grants, in creation order.
     fn rooms(&mut self) -> Result<Vec<StoredRoom>, StoreError>;
-    /// Records a new permissioned room and its first admins.
+    /// Records a new permissioned room, its first admins and who created it
+    /// (none: the operator).
     fn create_room(
         &mut self,
         room_id: &str,
         name: &str,
         closed: bool,
         admins: &[String],
+        creator: Option<&str>,
     ) -> Result<(), StoreError>;
     /// Gives (`on`) or takes back a grant (admin, invite, ban) in a room.
     fn set_room_grant(
@@ -124,6 +130,19 @@ pub trait Store: Send + 'static {
     ) -> Result<(), StoreError>;
     /// Records that message ids up to `up_to` may be handed out in a room.
     fn reserve_message_ids(&mut self, room_id: &str, up_to: u64) -> Result<(), StoreError>;
+    /// Invites a user to a room (the grant) and, if `pending`, records the
+    /// invite from `inviter` as pending until the user enters; one transaction.
+    fn invite_to_room(
+        &mut self,
+        room_id: &str,
+        user_id: &str,
+        inviter: &str,
+        pending: bool,
+    ) -> Result<(), StoreError>;
+    /// The user entered the room: its pending invite there is used.
+    fn use_room_invite(&mut self, room_id: &str, user_id: &str) -> Result<(), StoreError>;
+    /// A user's pending invites as (room id, inviter), oldest first.
+    fn pending_room_invites(&mut self, user_id: &str) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// Runs a [`Store`] on its own thread so disk I/O never blocks an event loop.
@@ -175,10 +194,9 @@ pub struct SetMeta {
 impl Handler<SetMeta> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: SetMeta, _: &mut Self::Context) -> Self::Result {
-        logged(
-            &format!("writing `{}`", msg.key),
-            self.store.set_meta(msg.key, &msg.value),
-        )
+        write(&mut *self.store, &format!("writing `{}`", msg.key), |s| {
+            s.set_meta(msg.key, &msg.value)
+        })
     }
 }
 
@@ -197,11 +215,24 @@ impl Handler<Flush> for StoreActor {
 /// Logs a failed write. The actor that asked gets the error too: an awaited
 /// write is then refused to its client; a fire-and-forget one is lost from
 /// the store and the broker keeps serving it from memory.
-fn logged(what: &str, result: Result<(), StoreError>) -> Result<(), StoreError> {
+fn logged<T>(what: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
     if let Err(e) = &result {
         log::error!("store: {what} failed: {e}");
     }
     result
+}
+
+/// Runs one write, unless the tests made store writes fail.
+fn write<T>(
+    store: &mut dyn Store,
+    what: &str,
+    op: impl FnOnce(&mut dyn Store) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    #[cfg(feature = "fault-injection")]
+    if crate::fault::store_writes_fail() {
+        return logged(what, Err(StoreError::Injected));
+    }
+    logged(what, op(store))
 }
 
 /// A chat room was created.
@@ -217,10 +248,9 @@ pub struct SaveChatRoom {
 impl Handler<SaveChatRoom> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: SaveChatRoom, _: &mut Self::Context) -> Self::Result {
-        logged(
-            "saving a chat room",
-            self.store.create_chat_room(&msg.name, &msg.creator),
-        )
+        write(&mut *self.store, "saving a chat room", |s| {
+            s.create_chat_room(&msg.name, &msg.creator)
+        })
     }
 }
 
@@ -239,11 +269,9 @@ pub struct SaveChatMessage {
 impl Handler<SaveChatMessage> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: SaveChatMessage, _: &mut Self::Context) -> Self::Result {
-        logged(
-            "saving a chat message",
-            self.store
-                .append_chat_message(&msg.room, &msg.entry, msg.keep),
-        )
+        write(&mut *self.store, "saving a chat message", |s| {
+            s.append_chat_message(&msg.room, &msg.entry, msg.keep)
+        })
     }
 }
 
@@ -258,10 +286,9 @@ pub struct ClearChatHistory {
 impl Handler<ClearChatHistory> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: ClearChatHistory, _: &mut Self::Context) -> Self::Result {
-        logged(
-            "clearing a chat room",
-            self.store.clear_chat_room(&msg.room),
-        )
+        write(&mut *self.store, "clearing a chat room", |s| {
+            s.clear_chat_room(&msg.room)
+        })
     }
 }
 
@@ -278,10 +305,9 @@ pub struct LiveUserSeen {
 impl Handler<LiveUserSeen> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: LiveUserSeen, _: &mut Self::Context) -> Self::Result {
-        logged(
-            "recording a live user",
-            self.store.live_user_seen(&msg.user_id, &msg.username),
-        )
+        write(&mut *self.store, "recording a live user", |s| {
+            s.live_user_seen(&msg.user_id, &msg.username)
+        })
     }
 }
 
@@ -326,28 +352,25 @@ pub enum FriendChange {
 impl Handler<ChangeFriends> for StoreActor {
     type Result = Result<Result<FriendChange, FriendError>, StoreError>;
     fn handle(&mut self, msg: ChangeFriends, _: &mut Self::Context) -> Self::Result {
-        let result = match msg {
-            ChangeFriends::Request { from, to_username } => self
-                .store
-                .live_send_request(&from, &to_username)
-                .map(|r| r.map(FriendChange::Sent)),
-            ChangeFriends::Answer {
-                me,
-                requester,
-                accept,
-            } => self
-                .store
-                .live_answer_request(&me, &requester, accept)
-                .map(|r| r.map(|()| FriendChange::Done)),
-            ChangeFriends::Remove { me, other } => self
-                .store
-                .live_remove_friend(&me, &other)
-                .map(|r| r.map(|()| FriendChange::Done)),
-        };
-        if let Err(e) = &result {
-            log::error!("store: changing the friend graph failed: {e}");
-        }
-        result
+        write(
+            &mut *self.store,
+            "changing the friend graph",
+            |store| match msg {
+                ChangeFriends::Request { from, to_username } => store
+                    .live_send_request(&from, &to_username)
+                    .map(|r| r.map(FriendChange::Sent)),
+                ChangeFriends::Answer {
+                    me,
+                    requester,
+                    accept,
+                } => store
+                    .live_answer_request(&me, &requester, accept)
+                    .map(|r| r.map(|()| FriendChange::Done)),
+                ChangeFriends::Remove { me, other } => store
+                    .live_remove_friend(&me, &other)
+                    .map(|r| r.map(|()| FriendChange::Done)),
+            },
+        )
     }
 }
 
@@ -391,16 +414,22 @@ pub struct SaveRoom {
     pub closed: bool,
     /// Its first admins.
     pub admins: Vec<String>,
+    /// The user who created it (none: the operator's API).
+    pub creator: Option<String>,
 }
 
 impl Handler<SaveRoom> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: SaveRoom, _: &mut Self::Context) -> Self::Result {
-        logged(
-            "saving a room",
-            self.store
-                .create_room(&msg.room_id, &msg.name, msg.closed, &msg.admins),
-        )
+        write(&mut *self.store, "saving a room", |s| {
+            s.create_room(
+                &msg.room_id,
+                &msg.name,
+                msg.closed,
+                &msg.admins,
+                msg.creator.as_deref(),
+            )
+        })
     }
 }
 
@@ -421,11 +450,9 @@ pub struct SaveGrant {
 impl Handler<SaveGrant> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: SaveGrant, _: &mut Self::Context) -> Self::Result {
-        logged(
-            "saving a room grant",
-            self.store
-                .set_room_grant(&msg.room_id, &msg.user_id, msg.grant, msg.on),
-        )
+        write(&mut *self.store, "saving a room grant", |s| {
+            s.set_room_grant(&msg.room_id, &msg.user_id, msg.grant, msg.on)
+        })
     }
 }
 
@@ -443,9 +470,67 @@ pub struct ReserveMessageIds {
 impl Handler<ReserveMessageIds> for StoreActor {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: ReserveMessageIds, _: &mut Self::Context) -> Self::Result {
-        logged(
-            "reserving message ids",
-            self.store.reserve_message_ids(&msg.room_id, msg.up_to),
-        )
+        write(&mut *self.store, "reserving message ids", |s| {
+            s.reserve_message_ids(&msg.room_id, msg.up_to)
+        })
+    }
+}
+
+/// A user was invited to a permissioned room (answered once committed).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct SaveInvite {
+    /// The room.
+    pub room_id: String,
+    /// The invitee.
+    pub user_id: String,
+    /// Who invited.
+    pub inviter: String,
+    /// Whether the invite waits for the invitee to enter (and is delivered
+    /// on each connect until then).
+    pub pending: bool,
+}
+
+impl Handler<SaveInvite> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: SaveInvite, _: &mut Self::Context) -> Self::Result {
+        write(&mut *self.store, "saving a room invite", |s| {
+            s.invite_to_room(&msg.room_id, &msg.user_id, &msg.inviter, msg.pending)
+        })
+    }
+}
+
+/// An invitee entered the room: its pending invite there is used.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct UseInvite {
+    /// The room.
+    pub room_id: String,
+    /// The invitee.
+    pub user_id: String,
+}
+
+impl Handler<UseInvite> for StoreActor {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: UseInvite, _: &mut Self::Context) -> Self::Result {
+        write(&mut *self.store, "using a room invite", |s| {
+            s.use_room_invite(&msg.room_id, &msg.user_id)
+        })
+    }
+}
+
+/// A user's pending room invites as (room id, inviter), oldest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, String)>, StoreError>")]
+pub struct PendingInvites(pub String);
+
+impl Handler<PendingInvites> for StoreActor {
+    type Result = Result<Vec<(String, String)>, StoreError>;
+    fn handle(
+        &mut self,
+        PendingInvites(user): PendingInvites,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        self.store.pending_room_invites(&user)
     }
 }

@@ -97,6 +97,27 @@ const MIGRATIONS: &[&str] = &[
         grant   TEXT NOT NULL CHECK (grant IN ('admin', 'invite', 'ban')),
         PRIMARY KEY (room_id, user_id, grant)
     ) STRICT;",
+    // 5: who created each permissioned room (NULL: the operator's API), for
+    // the per-creator cap, and the invites not used yet (delivered to the
+    // invitee on every connect until it enters the room). A room with one
+    // admin was created by that admin over the WebSocket (the API's rooms
+    // mostly have none), so that is taken as its creator.
+    "ALTER TABLE rooms ADD COLUMN creator TEXT;
+    UPDATE rooms SET creator = (
+        SELECT MIN(g.user_id) FROM room_grants g
+        WHERE g.room_id = rooms.room_id AND g.grant = 'admin'
+    ) WHERE (
+        SELECT COUNT(*) FROM room_grants g
+        WHERE g.room_id = rooms.room_id AND g.grant = 'admin'
+    ) = 1;
+    CREATE TABLE room_pending_invites (
+        room_id    TEXT NOT NULL REFERENCES rooms (room_id),
+        user_id    TEXT NOT NULL,
+        inviter    TEXT NOT NULL,
+        invited_at TEXT NOT NULL,
+        PRIMARY KEY (room_id, user_id)
+    ) STRICT;
+    CREATE INDEX room_pending_invites_by_user ON room_pending_invites (user_id);",
 ];
 
 /// `PRAGMA synchronous` in WAL mode: what a commit waits for.
@@ -416,7 +437,7 @@ impl Store for SqliteStore {
 
     fn rooms(&mut self) -> Result<Vec<StoredRoom>, StoreError> {
         let mut query = self.conn.prepare(
-            "SELECT room_id, name, closed, reserved_message_id FROM rooms ORDER BY rowid",
+            "SELECT room_id, name, closed, reserved_message_id, creator FROM rooms ORDER BY rowid",
         )?;
         let mut rooms = query
             .query_map([], |r| {
@@ -425,10 +446,21 @@ impl Store for SqliteStore {
                     name: r.get(1)?,
                     closed: r.get(2)?,
                     reserved_message_id: r.get::<_, i64>(3)? as u64,
+                    creator: r.get(4)?,
                     grants: Vec::new(),
+                    pending_invites: Vec::new(),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        let mut pending = self.conn.prepare(
+            "SELECT user_id, inviter FROM room_pending_invites WHERE room_id = ?1
+             ORDER BY invited_at, rowid",
+        )?;
+        for room in &mut rooms {
+            room.pending_invites = pending
+                .query_map([&room.room_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+        }
         let mut query = self
             .conn
             .prepare("SELECT user_id, grant FROM room_grants WHERE room_id = ?1")?;
@@ -454,11 +486,12 @@ impl Store for SqliteStore {
         name: &str,
         closed: bool,
         admins: &[String],
+        creator: Option<&str>,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO rooms (room_id, name, closed, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![room_id, name, closed, rfc3339(Utc::now())],
+            "INSERT INTO rooms (room_id, name, closed, created_at, creator) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![room_id, name, closed, rfc3339(Utc::now()), creator],
         )?;
         for admin in admins {
             tx.execute(
@@ -482,7 +515,16 @@ impl Store for SqliteStore {
         } else {
             "DELETE FROM room_grants WHERE room_id = ?1 AND user_id = ?2 AND grant = ?3"
         };
-        self.conn.execute(sql, [room_id, user_id, grant.as_str()])?;
+        let tx = self.conn.transaction()?;
+        tx.execute(sql, [room_id, user_id, grant.as_str()])?;
+        if grant == Grant::Invite && !on {
+            // An invite taken back is no longer pending either.
+            tx.execute(
+                "DELETE FROM room_pending_invites WHERE room_id = ?1 AND user_id = ?2",
+                [room_id, user_id],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -492,6 +534,52 @@ impl Store for SqliteStore {
             params![room_id, up_to as i64],
         )?;
         Ok(())
+    }
+
+    fn invite_to_room(
+        &mut self,
+        room_id: &str,
+        user_id: &str,
+        inviter: &str,
+        pending: bool,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO room_grants (room_id, user_id, grant) VALUES (?1, ?2, 'invite')",
+            [room_id, user_id],
+        )?;
+        if pending {
+            // A new invite to a user with one pending keeps its place in
+            // line and names the latest inviter.
+            tx.execute(
+                "INSERT INTO room_pending_invites (room_id, user_id, inviter, invited_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(room_id, user_id) DO UPDATE SET inviter = excluded.inviter",
+                params![room_id, user_id, inviter, rfc3339(Utc::now())],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn use_room_invite(&mut self, room_id: &str, user_id: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM room_pending_invites WHERE room_id = ?1 AND user_id = ?2",
+            [room_id, user_id],
+        )?;
+        Ok(())
+    }
+
+    fn pending_room_invites(&mut self, user_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut query = self.conn.prepare_cached(
+            "SELECT p.room_id, p.inviter FROM room_pending_invites p
+             JOIN rooms r ON r.room_id = p.room_id
+             WHERE p.user_id = ?1 ORDER BY p.invited_at, r.rowid",
+        )?;
+        let invites = query
+            .query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(invites)
     }
 
     fn live_incoming_requests(&mut self, me: &str) -> Result<Vec<FriendRequest>, StoreError> {
@@ -629,9 +717,9 @@ mod tests {
     #[test]
     fn rooms_keep_their_grants_and_reserved_ids() {
         let mut s = SqliteStore::in_memory().unwrap();
-        s.create_room("r1", "club", true, &["alice".to_owned()])
+        s.create_room("r1", "club", true, &["alice".to_owned()], Some("alice"))
             .unwrap();
-        s.create_room("r2", "open", false, &[]).unwrap();
+        s.create_room("r2", "open", false, &[], None).unwrap();
         s.set_room_grant("r1", "bob", Grant::Invite, true).unwrap();
         s.set_room_grant("r1", "bob", Grant::Invite, false).unwrap();
         s.set_room_grant("r1", "bob", Grant::Ban, true).unwrap();
@@ -652,7 +740,71 @@ mod tests {
             ]
         );
         assert!(rooms[1].grants.is_empty());
+        assert_eq!(rooms[0].creator.as_deref(), Some("alice"));
+        assert_eq!(rooms[1].creator, None);
         assert!(s.set_room_grant("nope", "x", Grant::Ban, true).is_err());
+    }
+
+    #[test]
+    fn rooms_from_before_creators_were_stored_get_their_one_admin_as_creator() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (i, sql) in MIGRATIONS.iter().take(4).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO rooms (room_id, name, closed, created_at) VALUES
+                 ('r1', 'mine', 0, 'x'), ('r2', 'ops', 0, 'x'), ('r3', 'pair', 0, 'x');
+             INSERT INTO room_grants (room_id, user_id, grant) VALUES
+                 ('r1', 'alice', 'admin'), ('r1', 'bob', 'invite'),
+                 ('r3', 'carol', 'admin'), ('r3', 'dave', 'admin');",
+        )
+        .unwrap();
+        let mut s = SqliteStore::configure(conn, Synchronous::Normal).unwrap();
+        let creators: Vec<_> = s.rooms().unwrap().into_iter().map(|r| r.creator).collect();
+        assert_eq!(creators, [Some("alice".to_owned()), None, None]);
+    }
+
+    #[test]
+    fn pending_invites_last_until_used_or_taken_back() {
+        let mut s = SqliteStore::in_memory().unwrap();
+        s.create_room("r1", "one", true, &["alice".to_owned()], Some("alice"))
+            .unwrap();
+        s.create_room("r2", "two", false, &[], None).unwrap();
+        s.invite_to_room("r1", "bob", "alice", true).unwrap();
+        s.invite_to_room("r2", "bob", "carol", true).unwrap();
+        s.invite_to_room("r2", "bob", "dave", true).unwrap();
+        s.invite_to_room("r2", "erin", "dave", false).unwrap();
+        let pending = |s: &mut SqliteStore, user: &str| s.pending_room_invites(user).unwrap();
+        assert_eq!(
+            pending(&mut s, "bob"),
+            [
+                ("r1".to_owned(), "alice".to_owned()),
+                ("r2".to_owned(), "dave".to_owned())
+            ],
+            "oldest first, one per room, the latest inviter"
+        );
+        assert!(pending(&mut s, "erin").is_empty(), "granted, not pending");
+        let rooms = s.rooms().unwrap();
+        assert_eq!(
+            rooms[0].pending_invites,
+            [("bob".to_owned(), "alice".to_owned())]
+        );
+        assert!(rooms[1]
+            .grants
+            .contains(&("erin".to_owned(), Grant::Invite)));
+        s.use_room_invite("r1", "bob").unwrap();
+        assert_eq!(pending(&mut s, "bob").len(), 1);
+        assert!(
+            s.rooms().unwrap()[0]
+                .grants
+                .contains(&("bob".to_owned(), Grant::Invite)),
+            "entering uses the pending invite, not the grant"
+        );
+        s.set_room_grant("r2", "bob", Grant::Invite, false).unwrap();
+        assert!(pending(&mut s, "bob").is_empty());
+        assert!(s.invite_to_room("nope", "bob", "x", true).is_err());
     }
 
     #[test]
