@@ -21,7 +21,7 @@ use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError, Websocke
 use bytestring::ByteString;
 
 use crate::admission::Ticket;
-use crate::limits::Limits;
+use crate::limits::{Limits, TokenBucket};
 use crate::metrics::{metrics, ProtocolMetrics};
 use crate::outbox::{Flush, Outbox};
 use crate::registry::{Connected, Disconnected, Registry};
@@ -231,6 +231,25 @@ macro_rules! connection_handlers {
     };
 }
 
+/// Writes everything queued in `outbox` to the socket, in order, in one go
+/// (on its [`Flush`]); `batch` is empty before and after and keeps its
+/// allocation between calls. Answers how many frames were written. Every
+/// WebSocket fed through an outbox (connections, consoles) drains it here.
+pub fn write_queued<A>(
+    ctx: &mut WebsocketContext<A>,
+    outbox: &Outbox,
+    batch: &mut VecDeque<Frames>,
+) -> u64
+where
+    A: Actor<Context = WebsocketContext<A>>,
+{
+    outbox.take(batch);
+    batch
+        .drain(..)
+        .map(|frames| ConnectionCore::write_frames(ctx, frames))
+        .sum()
+}
+
 /// A whole inbound message that passed the shared checks.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inbound {
@@ -282,7 +301,7 @@ impl ConnectionCore {
         registry: Addr<Registry>,
         ticket: Ticket,
     ) -> Self {
-        let bucket = TokenBucket::new(limits.messages_per_second, limits.burst);
+        let bucket = TokenBucket::new(limits.messages_per_second, limits.burst, Instant::now());
         ConnectionCore {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             protocol,
@@ -476,7 +495,7 @@ impl ConnectionCore {
     /// a broadcast that the request itself caused (queued before the answer
     /// came back) reaches the client before the reply, as the concierge's
     /// clients expect.
-    pub fn reply<A>(&mut self, ctx: &mut WebsocketContext<A>, frames: Frames)
+    pub fn write_behind_queued<A>(&mut self, ctx: &mut WebsocketContext<A>, frames: Frames)
     where
         A: Actor<Context = WebsocketContext<A>>,
     {
@@ -492,15 +511,9 @@ impl ConnectionCore {
         let Some(outbox) = &self.outbox else {
             return;
         };
-        let mut batch = std::mem::take(&mut self.batch);
-        outbox.take(&mut batch);
         // One update of the shared counter per batch, not per frame.
-        let written: u64 = batch
-            .drain(..)
-            .map(|frames| Self::write_frames(ctx, frames))
-            .sum();
+        let written = write_queued(ctx, outbox, &mut self.batch);
         self.count_out(written);
-        self.batch = batch;
     }
 
     /// Sends a close frame and stops the actor.
@@ -608,59 +621,5 @@ impl ConnectionCore {
         self.metrics
             .handling_seconds
             .observe(started.elapsed().as_secs_f64());
-    }
-}
-
-/// A token bucket: `rate` tokens a second, at most `burst` saved up.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: u32, burst: u32) -> Self {
-        TokenBucket {
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-            tokens: f64::from(burst),
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last);
-        self.last = now;
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn bucket_allows_a_burst_then_the_rate() {
-        let start = Instant::now();
-        let mut b = TokenBucket::new(10, 3);
-        b.last = start;
-        assert!(b.take(start) && b.take(start) && b.take(start));
-        assert!(!b.take(start), "the burst is spent");
-        let later = start + Duration::from_millis(100);
-        assert!(b.take(later), "one token back after 1/rate");
-        assert!(!b.take(later));
-        let much_later = later + Duration::from_secs(60);
-        for _ in 0..3 {
-            assert!(b.take(much_later));
-        }
-        assert!(!b.take(much_later), "never more than the burst saved up");
     }
 }

@@ -3,7 +3,7 @@
 //! They live here, beside the actors that enforce them, so the connection
 //! mechanic, the fan-out and the admission check read one typed value.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
@@ -88,5 +88,79 @@ impl Limits {
             ));
         }
         Ok(())
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up. One
+/// per connection for its inbound messages, and one per client address for
+/// the chat's HTTP API.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens refilling at `rate` a second from `now`.
+    pub fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        TokenBucket {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    /// Takes a token at `now`; false when none is left.
+    pub fn take(&mut self, now: Instant) -> bool {
+        self.tokens = self.tokens_at(now);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket has refilled completely by `now` (it is then the
+    /// same as a new one).
+    pub fn is_full(&self, now: Instant) -> bool {
+        self.tokens_at(now) >= self.burst
+    }
+
+    /// When a token was last asked for.
+    pub fn last_used(&self) -> Instant {
+        self.last
+    }
+
+    fn tokens_at(&self, now: Instant) -> f64 {
+        let idle = now.saturating_duration_since(self.last).as_secs_f64();
+        (self.tokens + idle * self.rate).min(self.burst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let start = Instant::now();
+        let mut b = TokenBucket::new(10, 3, start);
+        assert!(b.take(start) && b.take(start) && b.take(start));
+        assert!(!b.take(start), "the burst is spent");
+        let later = start + Duration::from_millis(100);
+        assert!(b.take(later), "one token back after 1/rate");
+        assert!(!b.take(later));
+        assert!(!b.is_full(later));
+        let much_later = later + Duration::from_secs(60);
+        assert!(b.is_full(much_later));
+        for _ in 0..3 {
+            assert!(b.take(much_later));
+        }
+        assert!(!b.take(much_later), "never more than the burst saved up");
     }
 }

@@ -30,6 +30,7 @@ use switchboard_actors::chat::wire::{check_name, HistoryEntry, GLOBAL_ROOM};
 use switchboard_actors::chat::{
     CreateRefused, EnsureRoom, FindRoom, GetHistory, ListRooms, Purge, Room, Say,
 };
+use switchboard_actors::limits::TokenBucket;
 use switchboard_actors::metrics::metrics;
 use switchboard_actors::registry::Registry;
 use switchboard_actors::Protocol;
@@ -97,26 +98,20 @@ impl From<CreateRefused> for ChatApiError {
 /// (full) buckets are dropped first, then the longest-unused one.
 pub const TRACKED_ADDRESSES: usize = 10_000;
 
-/// One address's token bucket.
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
 /// Per-address token buckets for the chat API, shared by every worker. The
 /// lock is held for a lookup and a little arithmetic, never across an await.
 pub struct AddressLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    rate: u32,
+    burst: u32,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
 
 impl AddressLimiter {
     /// `rate` requests a second per address, `burst` at once.
     pub fn new(rate: u32, burst: u32) -> Self {
         AddressLimiter {
-            rate: f64::from(rate),
-            burst: f64::from(burst),
+            rate,
+            burst,
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -125,38 +120,24 @@ impl AddressLimiter {
     pub fn allow(&self, address: IpAddr, now: Instant) -> bool {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if !buckets.contains_key(&address) && buckets.len() >= TRACKED_ADDRESSES {
-            self.make_room(&mut buckets, now);
+            Self::make_room(&mut buckets, now);
         }
-        let bucket = buckets.entry(address).or_insert(Bucket {
-            tokens: self.burst,
-            last: now,
-        });
-        bucket.tokens = self.refilled(bucket, now);
-        bucket.last = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// How many tokens `bucket` holds at `now`.
-    fn refilled(&self, bucket: &Bucket, now: Instant) -> f64 {
-        let idle = now.saturating_duration_since(bucket.last).as_secs_f64();
-        (bucket.tokens + idle * self.rate).min(self.burst)
+        buckets
+            .entry(address)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst, now))
+            .take(now)
     }
 
     /// Frees a slot: forgets every full bucket (a fresh one is the same),
     /// else the longest-unused one.
-    fn make_room(&self, buckets: &mut HashMap<IpAddr, Bucket>, now: Instant) {
-        buckets.retain(|_, bucket| self.refilled(bucket, now) < self.burst);
+    fn make_room(buckets: &mut HashMap<IpAddr, TokenBucket>, now: Instant) {
+        buckets.retain(|_, bucket| !bucket.is_full(now));
         if buckets.len() < TRACKED_ADDRESSES {
             return;
         }
         let oldest = buckets
             .iter()
-            .min_by_key(|(_, bucket)| bucket.last)
+            .min_by_key(|(_, bucket)| bucket.last_used())
             .map(|(address, _)| *address);
         if let Some(address) = oldest {
             buckets.remove(&address);

@@ -16,6 +16,7 @@
 //! console that stops reading loses pushes (counted under
 //! `protocol="console"`) and is closed with 1013 after a few in a row.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 use serde::Deserialize;
 use switchboard_actors::admission::Ticket;
-use switchboard_actors::connection::{AcceptedSocket, Disconnect};
+use switchboard_actors::connection::{write_queued, AcceptedSocket, Disconnect, Frames};
 use switchboard_actors::monitor::{Monitor, Unwatch, Watch};
 use switchboard_actors::outbox::{Flush, Outbox};
 
@@ -132,6 +133,7 @@ pub async fn live(
         watching: None,
         slot: None,
         outbox: None,
+        batch: VecDeque::new(),
         socket: req.conn_data::<AcceptedSocket>().copied(),
         _ticket: ticket,
     };
@@ -164,6 +166,8 @@ struct ConsoleWatcher {
     slot: Option<ConsoleSlot>,
     /// Where the monitor queues its pushes (made when the actor starts).
     outbox: Option<Outbox>,
+    /// The pushes being written, kept between flushes for its allocation.
+    batch: VecDeque<Frames>,
     /// Ended as soon as a close handshake is done.
     socket: Option<AcceptedSocket>,
     _ticket: Ticket,
@@ -246,15 +250,8 @@ impl Actor for ConsoleWatcher {
 impl Handler<Flush> for ConsoleWatcher {
     type Result = ();
     fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
-        let Some(outbox) = &self.outbox else {
-            return;
-        };
-        let mut batch = std::collections::VecDeque::new();
-        outbox.take(&mut batch);
-        for frames in batch {
-            for frame in frames.as_slice() {
-                ctx.text(frame.clone());
-            }
+        if let Some(outbox) = &self.outbox {
+            write_queued(ctx, outbox, &mut self.batch);
         }
     }
 }

@@ -191,6 +191,19 @@ impl ChatDirectory {
         Ok((self.attempts, saved))
     }
 
+    /// The save to wait for before `name` exists: the one in flight if the
+    /// room is being created already, else a new one with `creator`.
+    fn pending_or_create(
+        &mut self,
+        name: &str,
+        creator: &str,
+    ) -> Result<(u64, Saved), CreateRefused> {
+        match self.pending.get(name) {
+            Some(pending) => Ok((pending.attempt, pending.saved.clone())),
+            None => self.start_create(name, creator),
+        }
+    }
+
     /// Settles `attempt` at creating `name` once the store answered: a
     /// saved room is added and `room_create` announced (showing its creator
     /// as its only user, as the reference does); a refused one is
@@ -325,12 +338,10 @@ impl Handler<JoinChat> for Registry {
         if let Some(&index) = dir.by_name.get(&msg.room) {
             return Box::pin(fut::ready(Ok(dir.join(msg, index, false))));
         }
-        let (attempt, saved, creating) = match dir.pending.get(&msg.room) {
-            Some(pending) => (pending.attempt, pending.saved.clone(), false),
-            None => match dir.start_create(&msg.room, &msg.username) {
-                Ok((attempt, saved)) => (attempt, saved, true),
-                Err(refused) => return Box::pin(fut::ready(Err(refused.into()))),
-            },
+        let creating = !dir.pending.contains_key(&msg.room);
+        let (attempt, saved) = match dir.pending_or_create(&msg.room, &msg.username) {
+            Ok(waiting) => waiting,
+            Err(refused) => return Box::pin(fut::ready(Err(refused.into()))),
         };
         dir.joining.insert(msg.username.clone(), msg.member.id);
         Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
@@ -524,12 +535,8 @@ impl Handler<EnsureRoom> for Registry {
         if let Some(&index) = dir.by_name.get(&msg.name) {
             return Box::pin(fut::ready(Ok(dir.rooms[index].addr.clone())));
         }
-        let started = match dir.pending.get(&msg.name) {
-            Some(pending) => Ok((pending.attempt, pending.saved.clone())),
-            None => dir.start_create(&msg.name, &msg.creator),
-        };
-        let (attempt, saved) = match started {
-            Ok(started) => started,
+        let (attempt, saved) = match dir.pending_or_create(&msg.name, &msg.creator) {
+            Ok(waiting) => waiting,
             Err(refused) => return Box::pin(fut::ready(Err(refused))),
         };
         Box::pin(saved.into_actor(self).map(move |saved, registry, _| {

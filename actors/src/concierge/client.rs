@@ -143,7 +143,7 @@ impl ConciergeClient {
             let frames = Frames::One(frame.into());
             match order {
                 ReplyOrder::Now => act.core.write(ctx, frames),
-                ReplyOrder::BehindQueued => act.core.reply(ctx, frames),
+                ReplyOrder::BehindQueued => act.core.write_behind_queued(ctx, frames),
             }
         }));
     }
@@ -157,7 +157,7 @@ impl ConciergeClient {
         work: impl std::future::Future<Output = String> + 'static,
     ) {
         ctx.wait(work.into_actor(self).map(|frame, act, ctx| {
-            act.core.reply(ctx, Frames::One(frame.into()));
+            act.core.write_behind_queued(ctx, Frames::One(frame.into()));
         }));
     }
 

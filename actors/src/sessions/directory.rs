@@ -25,13 +25,10 @@ use crate::store::{SetMeta, StoreHandle};
 pub struct ListingDirectory {
     listings: BTreeMap<String, Addr<SessionListing>>,
     epoch: Epoch,
-    /// The last epoch a resync asked the store to save (never reused, even
-    /// if that write failed).
+    /// The last epoch a resync asked the store to save: resyncs in flight
+    /// at once each get their own. The store answers in order, so they
+    /// apply in the order they were asked.
     latest_epoch: Epoch,
-    /// Resyncs asked for, and the last one applied: a resync is applied
-    /// only if none asked for after it was applied first.
-    resyncs_asked: u64,
-    resyncs_applied: u64,
     settings: SessionsSettings,
     feed: Addr<SessionFeed>,
     pool: Arc<ArbiterPool>,
@@ -51,8 +48,6 @@ impl ListingDirectory {
             listings: BTreeMap::new(),
             epoch,
             latest_epoch: epoch,
-            resyncs_asked: 0,
-            resyncs_applied: 0,
             settings,
             feed,
             pool,
@@ -182,8 +177,7 @@ impl Handler<Resync> for Registry {
         );
         let dir = &mut self.listings;
         dir.latest_epoch = dir.latest_epoch.wrapping_add(1);
-        dir.resyncs_asked += 1;
-        let (epoch, turn) = (dir.latest_epoch, dir.resyncs_asked);
+        let epoch = dir.latest_epoch;
         let saved = dir.store.send(SetMeta {
             key: EPOCH_KEY,
             value: epoch.to_string(),
@@ -193,7 +187,7 @@ impl Handler<Resync> for Registry {
                 .into_actor(self)
                 .map(move |saved, registry, ctx| match saved {
                     Ok(Ok(())) => {
-                        registry.apply_resync(epoch, turn, sessions, ctx.address());
+                        registry.apply_resync(epoch, sessions, ctx.address());
                         Ok(epoch)
                     }
                     failed => {
@@ -209,21 +203,9 @@ impl Handler<Resync> for Registry {
 
 impl Registry {
     /// Replaces every listing with `sessions` under the committed `epoch`
-    /// and broadcasts `reset`, unless a later resync was applied already
-    /// (the store answers in order, so this is only a safeguard).
-    fn apply_resync(
-        &mut self,
-        epoch: Epoch,
-        turn: u64,
-        sessions: Vec<Session>,
-        me: Addr<Registry>,
-    ) {
+    /// and broadcasts `reset`.
+    fn apply_resync(&mut self, epoch: Epoch, sessions: Vec<Session>, me: Addr<Registry>) {
         let dir = &mut self.listings;
-        if turn <= dir.resyncs_applied {
-            log::warn!("session list resync to epoch {epoch} superseded before it applied");
-            return;
-        }
-        dir.resyncs_applied = turn;
         for old in std::mem::take(&mut dir.listings).into_values() {
             old.do_send(Retire);
         }
