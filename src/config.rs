@@ -241,6 +241,8 @@ pub struct ChatConfig {
     pub max_rooms: usize,
     /// Rooms one WebSocket connection may create per minute.
     pub room_creations_per_minute: usize,
+    /// Messages one room holds while they wait for their commit.
+    pub max_unsaved_messages: usize,
     /// Sustained chat HTTP API requests per second per peer IP address.
     pub http_requests_per_second: u32,
     /// Chat HTTP API requests one address may make at once above the rate.
@@ -255,6 +257,7 @@ impl ChatConfig {
             max_message_chars: self.max_message_length,
             max_rooms: self.max_rooms,
             room_creations_per_minute: self.room_creations_per_minute,
+            max_unsaved_messages: self.max_unsaved_messages,
         }
     }
 
@@ -267,6 +270,10 @@ impl ChatConfig {
             (
                 "chat.room_creations_per_minute",
                 self.room_creations_per_minute as u64,
+            ),
+            (
+                "chat.max_unsaved_messages",
+                self.max_unsaved_messages as u64,
             ),
             (
                 "chat.http_requests_per_second",

@@ -154,10 +154,7 @@ pub async fn concierge(
             .heartbeat_interval
             .min(settings.heartbeat_timeout / 2),
         timeout: settings.heartbeat_timeout,
-        close: Disconnect {
-            code: wire::close::HEARTBEAT_TIMEOUT,
-            reason: "heartbeat timeout".into(),
-        },
+        close: Disconnect::concierge(wire::close::HEARTBEAT_TIMEOUT, "heartbeat timeout"),
     };
     let core = admit(&req, &state, Protocol::Concierge)?.with_heartbeat(heartbeat);
     let client = ConciergeClient::new(

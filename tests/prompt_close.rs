@@ -75,3 +75,57 @@ async fn a_close_before_anything_else_is_prompt_too() {
     client_close_is_prompt(&broker, "/concierge", None, 0);
     client_close_is_prompt(&broker, "/chat/ws", None, 0);
 }
+
+/// The broker closes first (`first` is refused with `code`); the client
+/// answers the close frame as RFC 6455 asks, and the broker then ends the
+/// socket at once rather than after actix-http's linger.
+fn broker_close_is_prompt(broker: &Broker, path: &str, first: &str, code: u16) {
+    let mut ws = RawWs::connect(&broker.addr, path);
+    ws.send_frame(TEXT, first.as_bytes());
+    let (_, closed) = ws.read_until_close();
+    assert_eq!(closed, code, "{path}: the broker's close code");
+    ws.send_frame(CLOSE, &closed.to_be_bytes());
+    let ended = ws.ends_within(Duration::from_secs(5));
+    assert!(
+        ended.is_some_and(|after| after < PROMPT),
+        "{path}: the socket ended {ended:?} after the client answered, not within {PROMPT:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_close_the_broker_starts_ends_the_socket_once_the_client_answers() {
+    let broker = Broker::start();
+    // Concierge: an incompatible version is closed with 4007.
+    broker_close_is_prompt(
+        &broker,
+        "/concierge",
+        r#"{"type":"IDENTIFY","name":"old","version":"0.0.1"}"#,
+        4007,
+    );
+    // Chat: an invalid username is rejected, then closed with 1000.
+    broker_close_is_prompt(
+        &broker,
+        "/chat/ws",
+        r#"{"event_type":"connection_request","username":""}"#,
+        1000,
+    );
+}
+
+#[actix_rt::test]
+async fn a_client_that_never_answers_the_close_is_cut_off_and_hears_nothing_more() {
+    let broker = Broker::start();
+    let mut ws = RawWs::connect(&broker.addr, "/concierge");
+    ws.send_frame(
+        TEXT,
+        br#"{"type":"IDENTIFY","name":"old","version":"0.0.1"}"#,
+    );
+    let (_, closed) = ws.read_until_close();
+    assert_eq!(closed, 4007);
+    // Frames sent after the broker's close are ignored, and the socket ends
+    // (with a FIN, not a reset) though the client never answers.
+    ws.send_frame(TEXT, br#"{"type":"FETCH_CLIENTS"}"#);
+    assert!(
+        ws.ends_within(Duration::from_secs(5)).is_some(),
+        "the broker never ended the socket"
+    );
+}

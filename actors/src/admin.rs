@@ -14,10 +14,6 @@ use crate::connection::{ConnId, Disconnect};
 use crate::registry::{ConnectionEntry, Registry};
 use crate::Protocol;
 
-/// The close code of a connection an operator ends (1008 Policy Violation:
-/// the client should not simply reconnect and carry on).
-pub const OPERATOR_CLOSE_CODE: u16 = 1008;
-
 /// The name a server-originated message goes by where a protocol names its
 /// sender (a rooms `user_id`, a concierge origin). No client can hold it:
 /// `@` is outside chat and concierge names, and a token whose `sub` is this
@@ -188,16 +184,6 @@ impl Handler<DisconnectConnection> for Registry {
         );
         entry.disconnect.do_send(msg.close);
         true
-    }
-}
-
-impl Disconnect {
-    /// An operator ends the connection, telling the client why.
-    pub fn by_operator(reason: impl Into<String>) -> Self {
-        Disconnect {
-            code: OPERATOR_CLOSE_CODE,
-            reason: reason.into(),
-        }
     }
 }
 

@@ -17,9 +17,10 @@ use crate::metrics::ActorKind;
 use crate::monitor::Monitor;
 use crate::pool::ArbiterPool;
 use crate::registry::{DisconnectAll, Registry};
+use crate::rooms::store::RoomsStore;
 use crate::rooms::{RoomsDirectory, RoomsSettings};
 use crate::sessions::{self, ListingDirectory, SessionFeed, SessionsSettings, SharedEpoch};
-use crate::store::{self, SqliteStore, Store, StoreError, StoreHandle};
+use crate::store::{self, SqliteStore, StoreError, StoreHandle};
 use crate::Protocol;
 
 /// What the broker needs to start its actors.

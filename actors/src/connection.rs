@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_http::ws::Item;
 use actix_web::web::{Bytes, BytesMut};
-use actix_web_actors::ws::{self, CloseCode, CloseReason, ProtocolError, WebsocketContext};
+use actix_web_actors::ws::{self, CloseReason, ProtocolError, WebsocketContext};
 use bytestring::ByteString;
 
 use crate::admission::Ticket;
@@ -72,7 +72,8 @@ impl From<Vec<ByteString>> for Frames {
     }
 }
 
-/// Tells a connection to close with this code and reason.
+/// Tells a connection to close with this code and reason (made by the
+/// constructors of the [close-code table](crate::close)).
 #[derive(Message, Clone, Debug, PartialEq, Eq)]
 #[rtype(result = "()")]
 pub struct Disconnect {
@@ -80,32 +81,6 @@ pub struct Disconnect {
     pub code: u16,
     /// Human-readable reason sent in the close frame.
     pub reason: String,
-}
-
-impl Disconnect {
-    /// The broker is shutting down (1001 Going Away).
-    pub fn shutdown() -> Self {
-        Disconnect {
-            code: 1001,
-            reason: "server shutting down".into(),
-        }
-    }
-
-    /// The connection's queue stayed full while others were served (1013 Try Again Later).
-    pub fn slow_consumer() -> Self {
-        Disconnect {
-            code: 1013,
-            reason: "slow consumer".into(),
-        }
-    }
-
-    /// The client was silent past the heartbeat timeout.
-    pub fn heartbeat_timeout() -> Self {
-        Disconnect {
-            code: 1001,
-            reason: "heartbeat timeout".into(),
-        }
-    }
 }
 
 /// How a connection's liveness is judged: the server pings every `interval`
@@ -284,8 +259,14 @@ pub struct ConnectionCore {
     batch: VecDeque<Frames>,
     stats: Arc<ConnectionStats>,
     socket: Option<AcceptedSocket>,
+    /// The broker has sent its close frame and waits for the client's.
+    closing: bool,
     _ticket: Ticket,
 }
+
+/// How long a connection the broker closes waits for the client to answer
+/// its close frame before it ends the socket anyway.
+const CLOSE_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Fragments {
     text: bool,
@@ -318,6 +299,7 @@ impl ConnectionCore {
             batch: VecDeque::new(),
             stats: Arc::default(),
             socket: None,
+            closing: false,
             _ticket: ticket,
         }
     }
@@ -367,7 +349,11 @@ impl ConnectionCore {
     /// Call from the actor's `started`: opens the bounded outbox, starts
     /// the heartbeat and registers the connection.
     pub fn started<A: WsConnection>(&mut self, ctx: &mut WebsocketContext<A>) {
-        let outbox = Outbox::new(self.limits.outbound_queue, ctx.address().recipient());
+        let outbox = Outbox::bounded(
+            self.limits.outbound_queue,
+            self.limits.outbound_queue_byte_bound(),
+            ctx.address().recipient(),
+        );
         self.outbox = Some(outbox.clone());
         self.metrics.connections.inc();
         self.metrics.connections_opened.inc();
@@ -415,20 +401,27 @@ impl ConnectionCore {
         A: Actor<Context = WebsocketContext<A>>,
     {
         self.last_heard = Instant::now();
+        if self.closing {
+            // Only the answer to our close matters now: it ends the socket.
+            if let Ok(ws::Message::Close(_)) = item {
+                self.end(ctx);
+            }
+            return None;
+        }
         let message = match item {
             Ok(message) => message,
             Err(ProtocolError::Overflow) => {
-                self.close_with(ctx, CloseCode::Size, "message too big");
+                self.close(ctx, &Disconnect::too_big());
                 return None;
             }
             // actix-web-actors reports a text frame that is not UTF-8 as an
             // I/O error of kind `Other`; real socket errors end the stream anyway.
             Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::Other => {
-                self.close_with(ctx, CloseCode::Invalid, "text message is not UTF-8");
+                self.close(ctx, &Disconnect::not_utf8());
                 return None;
             }
             Err(e) => {
-                self.close_with(ctx, CloseCode::Protocol, &e.to_string());
+                self.close(ctx, &Disconnect::protocol_error(e.to_string()));
                 return None;
             }
         };
@@ -445,20 +438,34 @@ impl ConnectionCore {
                 // The client closed: answer, and end the connection now that
                 // the handshake is done instead of waiting for its hang-up.
                 ctx.close(reason);
-                ctx.stop();
-                if let Some(socket) = self.socket {
-                    socket.end_reading();
-                }
+                self.end(ctx);
                 None
             }
         }
     }
 
-    /// Writes text frames to this connection's socket.
+    /// Stops the connection once its close handshake is done: actix-http
+    /// writes out what is queued (the close frame) and ends the socket at
+    /// once, instead of lingering for the client to hang up.
+    fn end<A>(&mut self, ctx: &mut WebsocketContext<A>)
+    where
+        A: Actor<Context = WebsocketContext<A>>,
+    {
+        ctx.stop();
+        if let Some(socket) = self.socket {
+            socket.end_reading();
+        }
+    }
+
+    /// Writes text frames to this connection's socket (nothing once the
+    /// close frame is sent: it is the last frame).
     pub fn write<A>(&mut self, ctx: &mut WebsocketContext<A>, frames: Frames)
     where
         A: Actor<Context = WebsocketContext<A>>,
     {
+        if self.closing {
+            return;
+        }
         let written = Self::write_frames(ctx, frames);
         self.count_out(written);
     }
@@ -511,34 +518,47 @@ impl ConnectionCore {
         let Some(outbox) = &self.outbox else {
             return;
         };
+        if self.closing {
+            outbox.take(&mut self.batch);
+            self.batch.clear();
+            return;
+        }
         // One update of the shared counter per batch, not per frame.
         let written = write_queued(ctx, outbox, &mut self.batch);
         self.count_out(written);
     }
 
-    /// Sends a close frame and stops the actor.
+    /// Sends the close frame, then waits for the client's answer (which
+    /// ends the socket, see [`ConnectionCore::receive`]) for at most
+    /// [`CLOSE_ANSWER_TIMEOUT`]. Meanwhile nothing else is written or
+    /// handed to the protocol. Per RFC 6455 the side that closes first waits
+    /// for the other's close frame; a client that never answers is cut off.
     pub fn close<A>(&mut self, ctx: &mut WebsocketContext<A>, close: &Disconnect)
     where
         A: Actor<Context = WebsocketContext<A>>,
     {
-        self.close_with(ctx, CloseCode::from(close.code), &close.reason);
-    }
-
-    fn close_with<A>(&mut self, ctx: &mut WebsocketContext<A>, code: CloseCode, reason: &str)
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
         log::debug!(
-            "{} connection {} closed by the broker: {:?} {reason}",
+            "{} connection {} closed by the broker: {} {}",
             self.protocol,
             self.id,
-            code
+            close.code,
+            close.reason
         );
         ctx.close(Some(CloseReason {
-            code,
-            description: Some(reason.to_owned()),
+            code: close.close_code(),
+            description: Some(close.reason.clone()),
         }));
-        ctx.stop();
+        let socket = self.socket;
+        ctx.run_later(CLOSE_ANSWER_TIMEOUT, move |_, ctx| {
+            ctx.stop();
+            if let Some(socket) = socket {
+                socket.end_reading();
+            }
+        });
     }
 
     fn fragment<A>(&mut self, item: Item, ctx: &mut WebsocketContext<A>) -> Option<Inbound>
@@ -560,13 +580,16 @@ impl ConnectionCore {
             }
             (None, Some(_)) => {}
             _ => {
-                self.close_with(ctx, CloseCode::Protocol, "unexpected continuation frame");
+                self.close(
+                    ctx,
+                    &Disconnect::protocol_error("unexpected continuation frame"),
+                );
                 return None;
             }
         }
         let fragments = self.fragments.as_mut()?;
         if fragments.buf.len() + chunk.len() > self.limits.max_frame_bytes() {
-            self.close_with(ctx, CloseCode::Size, "message too big");
+            self.close(ctx, &Disconnect::too_big());
             return None;
         }
         fragments.buf.extend_from_slice(&chunk);
@@ -580,7 +603,7 @@ impl ConnectionCore {
         match ByteString::try_from(buf.freeze()) {
             Ok(text) => self.admit(Inbound::Text(text)),
             Err(_) => {
-                self.close_with(ctx, CloseCode::Invalid, "text message is not UTF-8");
+                self.close(ctx, &Disconnect::not_utf8());
                 None
             }
         }
@@ -609,7 +632,7 @@ impl ConnectionCore {
         A: Actor<Context = WebsocketContext<A>>,
     {
         if self.refused_in_a_row > self.limits.burst {
-            self.close_with(ctx, CloseCode::Policy, "rate limit exceeded");
+            self.close(ctx, &Disconnect::rate_limited());
             return true;
         }
         false

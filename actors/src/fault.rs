@@ -10,7 +10,8 @@
 //! the durability tests can check that nothing is acknowledged or broadcast
 //! that was not committed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use actix::{ActorContext, Handler, Message};
 
@@ -44,4 +45,19 @@ pub fn fail_store_writes(on: bool) {
 /// Whether store writes are made to fail.
 pub fn store_writes_fail() -> bool {
     STORE_WRITES_FAIL.load(Ordering::SeqCst)
+}
+
+static STORE_WRITE_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every store write wait `delay` on the store's thread before it is
+/// done (zero: no wait).
+pub fn slow_store_writes(delay: Duration) {
+    let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+    STORE_WRITE_DELAY_MS.store(ms, Ordering::SeqCst);
+    log::warn!("fault injected: store writes take {ms} ms longer");
+}
+
+/// How much longer every store write is made to take.
+pub fn store_write_delay() -> Duration {
+    Duration::from_millis(STORE_WRITE_DELAY_MS.load(Ordering::SeqCst))
 }

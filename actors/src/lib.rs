@@ -13,6 +13,7 @@ pub mod admission;
 pub mod auth;
 pub mod broker;
 pub mod chat;
+pub mod close;
 pub mod concierge;
 pub mod connection;
 pub mod fanout;

@@ -17,6 +17,9 @@ pub struct Limits {
     pub max_frame_size: ByteSize,
     /// Bound of each connection's mailbox, in messages; fan-out never queues more.
     pub outbound_queue: usize,
+    /// Bound of each connection's mailbox, in bytes of queued text: a client
+    /// that stops reading cannot pin more than this, whatever the frame size.
+    pub outbound_queue_bytes: ByteSize,
     /// Consecutive fan-out drops after which a member is removed as a slow consumer.
     pub slow_consumer_drops: u32,
     /// Kernel-level deadline (TCP_USER_TIMEOUT) for a peer that stops reading.
@@ -48,11 +51,20 @@ impl Limits {
         usize::try_from(self.max_frame_size.as_u64()).unwrap_or(usize::MAX)
     }
 
+    /// `outbound_queue_bytes` in bytes, as the outbox counts them.
+    pub fn outbound_queue_byte_bound(&self) -> usize {
+        usize::try_from(self.outbound_queue_bytes.as_u64()).unwrap_or(usize::MAX)
+    }
+
     /// Checks the relations between values that types alone cannot express;
     /// the error names the offending key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let positive = [
             ("limits.outbound_queue", self.outbound_queue as u64),
+            (
+                "limits.outbound_queue_bytes",
+                self.outbound_queue_bytes.as_u64(),
+            ),
             (
                 "limits.slow_consumer_drops",
                 u64::from(self.slow_consumer_drops),

@@ -221,231 +221,283 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
+/// Registers `collector` in `registry` and hands it back (a clone shares
+/// the same series), so each family registers its series where it builds
+/// them.
+fn registered<C>(registry: &Registry, collector: C) -> C
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are unique and valid");
+    collector
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    registered(registry, IntGauge::new(name, help).expect("valid gauge"))
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    registered(
+        registry,
+        IntCounter::new(name, help).expect("valid counter"),
+    )
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+    registered(registry, vec)
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+    registered(registry, vec)
+}
+
+fn histogram_vec(registry: &Registry, opts: HistogramOpts, labels: &[&str]) -> HistogramVec {
+    registered(
+        registry,
+        HistogramVec::new(opts, labels).expect("valid histogram"),
+    )
+}
+
+/// The families every protocol has, labelled `protocol`; resolved per
+/// protocol into a [`ProtocolMetrics`].
+struct ProtocolFamilies {
+    connections: IntGaugeVec,
+    opened: IntCounterVec,
+    refused: IntCounterVec,
+    messages_in: IntCounterVec,
+    messages_out: IntCounterVec,
+    dropped: IntCounterVec,
+    slow: IntCounterVec,
+    published: IntCounterVec,
+    fanout: HistogramVec,
+    handling: HistogramVec,
+}
+
+impl ProtocolFamilies {
+    fn register(registry: &Registry) -> Self {
+        let labels = &["protocol"];
+        ProtocolFamilies {
+            connections: gauge_vec(
+                registry,
+                "switchboard_connections",
+                "Open WebSocket connections.",
+                labels,
+            ),
+            opened: counter_vec(
+                registry,
+                "switchboard_connections_opened_total",
+                "WebSocket connections accepted since start.",
+                labels,
+            ),
+            refused: counter_vec(
+                registry,
+                "switchboard_connections_refused_total",
+                "WebSocket upgrades refused by admission control.",
+                labels,
+            ),
+            messages_in: counter_vec(
+                registry,
+                "switchboard_messages_in_total",
+                "Messages received from clients.",
+                labels,
+            ),
+            messages_out: counter_vec(
+                registry,
+                "switchboard_messages_out_total",
+                "Messages written to clients.",
+                labels,
+            ),
+            dropped: counter_vec(
+                registry,
+                "switchboard_messages_dropped_total",
+                "Messages not delivered or not accepted, by reason (slow: recipient queue full; rate: sender over its rate limit).",
+                &["protocol", "reason"],
+            ),
+            slow: counter_vec(
+                registry,
+                "switchboard_slow_consumers_total",
+                "Members removed from their rooms because their queue stayed full.",
+                labels,
+            ),
+            published: counter_vec(
+                registry,
+                "switchboard_published_total",
+                "Server-originated messages published into a room or service through the publish API.",
+                labels,
+            ),
+            fanout: histogram_vec(
+                registry,
+                HistogramOpts::new("switchboard_fanout_size", "Recipients per broadcast.").buckets(
+                    vec![
+                        1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0,
+                    ],
+                ),
+                labels,
+            ),
+            handling: histogram_vec(
+                registry,
+                HistogramOpts::new(
+                    "switchboard_handling_seconds",
+                    "Time to handle one inbound message.",
+                )
+                .buckets(
+                    prometheus::exponential_buckets(0.000_005, 4.0, 10).expect("valid buckets"),
+                ),
+                labels,
+            ),
+        }
+    }
+
+    /// The series of the protocol (or fan-out) called `label`.
+    fn of(&self, label: &str) -> ProtocolMetrics {
+        let l = &[label];
+        ProtocolMetrics {
+            connections: self.connections.with_label_values(l),
+            connections_opened: self.opened.with_label_values(l),
+            connections_refused: self.refused.with_label_values(l),
+            messages_in: self.messages_in.with_label_values(l),
+            messages_out: self.messages_out.with_label_values(l),
+            dropped_slow: self.dropped.with_label_values(&[label, "slow"]),
+            dropped_rate: self.dropped.with_label_values(&[label, "rate"]),
+            slow_consumers: self.slow.with_label_values(l),
+            published: self.published.with_label_values(l),
+            fanout_size: self.fanout.with_label_values(l),
+            handling_seconds: self.handling.with_label_values(l),
+        }
+    }
+}
+
+impl ConciergeMetrics {
+    fn register(registry: &Registry) -> Self {
+        let messages = counter_vec(
+            registry,
+            "switchboard_concierge_messages_total",
+            "Concierge MESSAGE payloads accepted, by target kind.",
+            &["target"],
+        );
+        ConciergeMetrics {
+            clients: gauge(
+                registry,
+                "switchboard_concierge_clients",
+                "Identified concierge clients.",
+            ),
+            services: gauge(
+                registry,
+                "switchboard_concierge_services",
+                "Concierge services that exist.",
+            ),
+            messages: Self::TARGETS.map(|target| messages.with_label_values(&[target])),
+        }
+    }
+}
+
+impl ChatMetrics {
+    fn register(registry: &Registry) -> Self {
+        ChatMetrics {
+            rooms: gauge(registry, "switchboard_chat_rooms", "Chat rooms that exist."),
+            members: gauge(
+                registry,
+                "switchboard_chat_members",
+                "Users joined to a chat room.",
+            ),
+            messages: counter(
+                registry,
+                "switchboard_chat_messages_total",
+                "Chat messages accepted (WebSocket and HTTP).",
+            ),
+        }
+    }
+}
+
+impl RoomsMetrics {
+    fn register(registry: &Registry) -> Self {
+        RoomsMetrics {
+            rooms: gauge(
+                registry,
+                "switchboard_rooms",
+                "Permissioned rooms that exist.",
+            ),
+            members: gauge(
+                registry,
+                "switchboard_room_members",
+                "Connections inside permissioned rooms (one per connection and room).",
+            ),
+            messages: counter(
+                registry,
+                "switchboard_room_messages_total",
+                "Messages relayed in permissioned rooms (never stored).",
+            ),
+        }
+    }
+}
+
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
-        let reg = |c: Box<dyn prometheus::core::Collector>| {
-            registry
-                .register(c)
-                .expect("metric names are unique and valid");
-        };
-        let labels = &["protocol"];
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge")
-        };
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter")
-        };
-        let connections = gauge_vec(
-            "switchboard_connections",
-            "Open WebSocket connections.",
-            labels,
-        );
-        let opened = counter_vec(
-            "switchboard_connections_opened_total",
-            "WebSocket connections accepted since start.",
-            labels,
-        );
-        let refused = counter_vec(
-            "switchboard_connections_refused_total",
-            "WebSocket upgrades refused by admission control.",
-            labels,
-        );
-        let messages_in = counter_vec(
-            "switchboard_messages_in_total",
-            "Messages received from clients.",
-            labels,
-        );
-        let messages_out = counter_vec(
-            "switchboard_messages_out_total",
-            "Messages written to clients.",
-            labels,
-        );
-        let dropped = counter_vec(
-            "switchboard_messages_dropped_total",
-            "Messages not delivered or not accepted, by reason (slow: recipient queue full; rate: sender over its rate limit).",
-            &["protocol", "reason"],
-        );
-        let slow = counter_vec(
-            "switchboard_slow_consumers_total",
-            "Members removed from their rooms because their queue stayed full.",
-            labels,
-        );
-        let published = counter_vec(
-            "switchboard_published_total",
-            "Server-originated messages published into a room or service through the publish API.",
-            labels,
-        );
-        let fanout = HistogramVec::new(
-            HistogramOpts::new("switchboard_fanout_size", "Recipients per broadcast.").buckets(
-                vec![
-                    1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0,
-                ],
-            ),
-            labels,
-        )
-        .expect("valid histogram");
-        let handling = HistogramVec::new(
-            HistogramOpts::new(
-                "switchboard_handling_seconds",
-                "Time to handle one inbound message.",
-            )
-            .buckets(prometheus::exponential_buckets(0.000_005, 4.0, 10).expect("valid buckets")),
-            labels,
-        )
-        .expect("valid histogram");
-        let listed_sessions = IntGauge::new(
-            "switchboard_listed_sessions",
-            "Sessions currently listed by the session list.",
-        )
-        .expect("valid gauge");
-        let limit_rejections = counter_vec(
-            "switchboard_limit_rejections_total",
-            "Requests refused because they would pass a configured cap (rooms, files, bytes, invites, creation and HTTP rates), by protocol and cap.",
-            &["protocol", "limit"],
-        );
+        let families = ProtocolFamilies::register(&registry);
+        let per_protocol = Protocol::ALL
+            .iter()
+            .map(|p| families.of(p.as_str()))
+            .collect();
         let actor_restarts = counter_vec(
+            &registry,
             "switchboard_actor_restarts_total",
             "Restarts of supervised actors.",
             &["actor"],
         );
         let actors = gauge_vec(
+            &registry,
             "switchboard_actors",
             "Live long-lived actors (registry, session feed and listings, concierge lobby and services, chat lobby and rooms, live presence, permissioned rooms), by kind.",
             &["kind"],
         );
-        let client_versions = gauge_vec(
-            "switchboard_session_clients",
-            "Session-list watchers that sent `connect`, by client version (at most 32 versions, the rest as `other`).",
-            &["version"],
-        );
-
-        let concierge_clients = IntGauge::new(
-            "switchboard_concierge_clients",
-            "Identified concierge clients.",
-        )
-        .expect("valid gauge");
-        let concierge_services = IntGauge::new(
-            "switchboard_concierge_services",
-            "Concierge services that exist.",
-        )
-        .expect("valid gauge");
-        let concierge_messages = counter_vec(
-            "switchboard_concierge_messages_total",
-            "Concierge MESSAGE payloads accepted, by target kind.",
-            &["target"],
-        );
-        let concierge = ConciergeMetrics {
-            clients: concierge_clients.clone(),
-            services: concierge_services.clone(),
-            messages: ConciergeMetrics::TARGETS
-                .map(|target| concierge_messages.with_label_values(&[target])),
-        };
-
-        let chat = ChatMetrics {
-            rooms: IntGauge::new("switchboard_chat_rooms", "Chat rooms that exist.")
-                .expect("valid gauge"),
-            members: IntGauge::new("switchboard_chat_members", "Users joined to a chat room.")
-                .expect("valid gauge"),
-            messages: IntCounter::new(
-                "switchboard_chat_messages_total",
-                "Chat messages accepted (WebSocket and HTTP).",
-            )
-            .expect("valid counter"),
-        };
-
-        let live_users = IntGauge::new(
-            "switchboard_live_users_online",
-            "Distinct live users online (several connections count once).",
-        )
-        .expect("valid gauge");
-
-        let rooms = RoomsMetrics {
-            rooms: IntGauge::new("switchboard_rooms", "Permissioned rooms that exist.")
-                .expect("valid gauge"),
-            members: IntGauge::new(
-                "switchboard_room_members",
-                "Connections inside permissioned rooms (one per connection and room).",
-            )
-            .expect("valid gauge"),
-            messages: IntCounter::new(
-                "switchboard_room_messages_total",
-                "Messages relayed in permissioned rooms (never stored).",
-            )
-            .expect("valid counter"),
-        };
-
-        let series_of = |label: &str| {
-            let l = &[label];
-            ProtocolMetrics {
-                connections: connections.with_label_values(l),
-                connections_opened: opened.with_label_values(l),
-                connections_refused: refused.with_label_values(l),
-                messages_in: messages_in.with_label_values(l),
-                messages_out: messages_out.with_label_values(l),
-                dropped_slow: dropped.with_label_values(&[label, "slow"]),
-                dropped_rate: dropped.with_label_values(&[label, "rate"]),
-                slow_consumers: slow.with_label_values(l),
-                published: published.with_label_values(l),
-                fanout_size: fanout.with_label_values(l),
-                handling_seconds: handling.with_label_values(l),
-            }
-        };
-        let per_protocol = Protocol::ALL
-            .iter()
-            .map(|p| series_of(p.as_str()))
-            .collect();
-        let console = series_of("console");
         for kind in ActorKind::ALL {
             actor_restarts.with_label_values(&[kind.as_str()]);
             actors.with_label_values(&[kind.as_str()]);
         }
-
-        reg(Box::new(connections));
-        reg(Box::new(opened));
-        reg(Box::new(refused));
-        reg(Box::new(messages_in));
-        reg(Box::new(messages_out));
-        reg(Box::new(dropped));
-        reg(Box::new(slow));
-        reg(Box::new(published));
-        reg(Box::new(fanout));
-        reg(Box::new(handling));
-        reg(Box::new(listed_sessions.clone()));
-        reg(Box::new(concierge_clients));
-        reg(Box::new(concierge_services));
-        reg(Box::new(concierge_messages));
-        reg(Box::new(chat.rooms.clone()));
-        reg(Box::new(chat.members.clone()));
-        reg(Box::new(chat.messages.clone()));
-        reg(Box::new(live_users.clone()));
-        reg(Box::new(rooms.rooms.clone()));
-        reg(Box::new(rooms.members.clone()));
-        reg(Box::new(rooms.messages.clone()));
-        reg(Box::new(limit_rejections.clone()));
-        reg(Box::new(actor_restarts.clone()));
-        reg(Box::new(actors.clone()));
-        reg(Box::new(client_versions.clone()));
         // Unprefixed (`process_resident_memory_bytes`, ...): the names every
         // dashboard and alert for a Prometheus target already expects.
-        reg(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
-
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metric names are unique");
         Metrics {
-            registry,
             per_protocol,
-            console,
-            listed_sessions,
-            concierge,
-            chat,
-            live_users,
-            rooms,
-            limit_rejections,
+            console: families.of("console"),
+            listed_sessions: gauge(
+                &registry,
+                "switchboard_listed_sessions",
+                "Sessions currently listed by the session list.",
+            ),
+            concierge: ConciergeMetrics::register(&registry),
+            chat: ChatMetrics::register(&registry),
+            live_users: gauge(
+                &registry,
+                "switchboard_live_users_online",
+                "Distinct live users online (several connections count once).",
+            ),
+            rooms: RoomsMetrics::register(&registry),
+            limit_rejections: counter_vec(
+                &registry,
+                "switchboard_limit_rejections_total",
+                "Requests refused because they would pass a configured cap (rooms, files, bytes, invites, creation and HTTP rates), by protocol and cap.",
+                &["protocol", "limit"],
+            ),
             actor_restarts,
             actors,
-            client_versions,
+            client_versions: gauge_vec(
+                &registry,
+                "switchboard_session_clients",
+                "Session-list watchers that sent `connect`, by client version (at most 32 versions, the rest as `other`).",
+                &["version"],
+            ),
             known_versions: Mutex::new(HashSet::new()),
+            registry,
         }
     }
 

@@ -8,6 +8,14 @@
 //! only when its outbox goes from empty to non-empty; it then takes
 //! everything queued at once and writes it in one go.
 //!
+//! The queue is bounded twice: in deliveries (`limits.outbound_queue`) and
+//! in bytes (`limits.outbound_queue_bytes`). The count alone let a client
+//! that stopped reading pin `outbound_queue` large frames (a thousand
+//! 64 KiB frames is 64 MiB per connection); the byte bound refuses them as
+//! soon as that much text is waiting, like Centrifugo's 1 MiB client queue.
+//! A shared batch counts its full length for every recipient that queues
+//! it: that is what its socket will have to write.
+//!
 //! Ordering is that of a single mailbox: the doorbell sits in the mailbox
 //! where the first queued frame would have been, so a [`Disconnect`] (or
 //! any other message) sent after a frame is handled after that frame.
@@ -36,11 +44,14 @@ pub struct Outbox {
 struct Shared {
     queue: Mutex<Queue>,
     capacity: usize,
+    max_bytes: usize,
     doorbell: Recipient<Flush>,
 }
 
 struct Queue {
     frames: VecDeque<Frames>,
+    /// Text bytes in `frames`.
+    bytes: usize,
     /// A [`Flush`] is on its way and has not taken the queue yet.
     rung: bool,
     /// The connection is gone: nothing more is accepted.
@@ -52,16 +63,27 @@ struct Queue {
 const KEEP_CAPACITY: usize = 64;
 
 impl Outbox {
-    /// A queue holding at most `capacity` deliveries, ringing `doorbell`.
+    /// A queue holding at most `capacity` deliveries (of any size),
+    /// ringing `doorbell`.
     pub fn new(capacity: usize, doorbell: Recipient<Flush>) -> Outbox {
+        Outbox::bounded(capacity, usize::MAX, doorbell)
+    }
+
+    /// A queue holding at most `capacity` deliveries and at most
+    /// `max_bytes` bytes of text, ringing `doorbell`. One delivery larger
+    /// than `max_bytes` is still accepted into an empty queue, so a large
+    /// snapshot reaches a client that keeps up.
+    pub fn bounded(capacity: usize, max_bytes: usize, doorbell: Recipient<Flush>) -> Outbox {
         Outbox {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Queue {
                     frames: VecDeque::new(),
+                    bytes: 0,
                     rung: false,
                     closed: false,
                 }),
                 capacity: capacity.max(1),
+                max_bytes: max_bytes.max(1),
                 doorbell,
             }),
         }
@@ -84,16 +106,21 @@ impl Outbox {
     }
 
     /// Queues `msg` without waiting: `Full` when the connection is
-    /// `capacity` deliveries behind, `Closed` when it is gone.
+    /// `capacity` deliveries or `max_bytes` bytes behind, `Closed` when it
+    /// is gone.
     pub fn try_send(&self, msg: Deliver) -> Result<(), SendError<Deliver>> {
+        let size = byte_len(&msg.0);
         let ring = {
             let mut queue = self.lock();
             if queue.closed {
                 return Err(SendError::Closed(msg));
             }
-            if queue.frames.len() >= self.shared.capacity {
+            let over_bytes = !queue.frames.is_empty()
+                && queue.bytes.saturating_add(size) > self.shared.max_bytes;
+            if queue.frames.len() >= self.shared.capacity || over_bytes {
                 return Err(SendError::Full(msg));
             }
+            queue.bytes += size;
             queue.frames.push_back(msg.0);
             !std::mem::replace(&mut queue.rung, true)
         };
@@ -112,6 +139,7 @@ impl Outbox {
         }
         let mut queue = self.lock();
         std::mem::swap(&mut queue.frames, batch);
+        queue.bytes = 0;
         queue.rung = false;
     }
 
@@ -121,11 +149,17 @@ impl Outbox {
         let mut queue = self.lock();
         queue.closed = true;
         queue.frames = VecDeque::new();
+        queue.bytes = 0;
     }
 
     /// Deliveries waiting to be written.
     pub fn len(&self) -> usize {
         self.lock().frames.len()
+    }
+
+    /// Bytes of text waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
     }
 
     /// Whether nothing is waiting.
@@ -141,6 +175,11 @@ impl Outbox {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The text bytes `frames` will put on the socket (frame headers aside).
+fn byte_len(frames: &Frames) -> usize {
+    frames.as_slice().iter().map(|frame| frame.len()).sum()
 }
 
 #[cfg(test)]
@@ -219,5 +258,44 @@ mod tests {
             outbox.try_send(frame("d")),
             Err(SendError::Closed(_))
         ));
+    }
+
+    #[actix_rt::test]
+    async fn the_byte_bound_refuses_before_the_count_does_and_a_take_frees_it() {
+        let bell = Bell {
+            rings: Arc::default(),
+        }
+        .start();
+        let outbox = Outbox::bounded(100, 10, bell.recipient());
+        outbox.try_send(frame("0123")).unwrap();
+        outbox.try_send(frame("456789")).unwrap();
+        assert_eq!(outbox.queued_bytes(), 10);
+        assert!(
+            matches!(outbox.try_send(frame("x")), Err(SendError::Full(_))),
+            "10 bytes are queued: one more is over the bound"
+        );
+        let mut batch = VecDeque::new();
+        outbox.take(&mut batch);
+        assert_eq!(outbox.queued_bytes(), 0);
+        outbox.try_send(frame("x")).unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn a_shared_batch_counts_its_full_length_and_a_large_one_fits_an_empty_queue() {
+        let bell = Bell {
+            rings: Arc::default(),
+        }
+        .start();
+        let outbox = Outbox::bounded(100, 8, bell.recipient());
+        let batch = Deliver(Frames::from(vec!["abcd".into(), "efghij".into()]));
+        outbox.try_send(batch.clone()).unwrap();
+        assert_eq!(
+            outbox.queued_bytes(),
+            10,
+            "larger than the bound, but the queue was empty"
+        );
+        assert!(matches!(outbox.try_send(batch), Err(SendError::Full(_))));
+        outbox.close();
+        assert_eq!(outbox.queued_bytes(), 0);
     }
 }

@@ -28,12 +28,13 @@ use serde::Deserialize;
 use serde_json::json;
 use switchboard_actors::chat::wire::{check_name, HistoryEntry, GLOBAL_ROOM};
 use switchboard_actors::chat::{
-    CreateRefused, EnsureRoom, FindRoom, GetHistory, ListRooms, Purge, Room, Say,
+    CreateRefused, EnsureRoom, FindRoom, GetHistory, ListRooms, NotStored, Purge, Room, Say,
 };
 use switchboard_actors::limits::TokenBucket;
 use switchboard_actors::metrics::metrics;
 use switchboard_actors::registry::Registry;
 use switchboard_actors::Protocol;
+use tokio::sync::oneshot;
 
 use super::admin::Admin;
 use super::AppState;
@@ -287,11 +288,18 @@ async fn send(
             creator: username.clone(),
         })
         .await??;
-    room.send(Say { username, message }).await?.map_err(|_| {
-        ChatApiError::NotStored(
-            "The message could not be saved, so it was not sent; try again later".into(),
-        )
-    })?;
+    let (confirm, confirmed) = oneshot::channel();
+    room.send(Say {
+        username,
+        message,
+        confirm: Some(confirm),
+    })
+    .await?;
+    when_committed(
+        confirmed,
+        "The message could not be saved, so it was not sent; try again later",
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({"status": "success", "message": "Message sent"})))
 }
 
@@ -344,17 +352,31 @@ async fn clear_chat(
         .await?;
     let global =
         global.ok_or_else(|| ChatApiError::Internal("the Global room is missing".into()))?;
+    let (confirm, confirmed) = oneshot::channel();
     global
         .send(Purge {
             by: "admin".to_owned(),
+            confirm,
         })
-        .await?
-        .map_err(|_| {
-            ChatApiError::NotStored(
-                "The chat could not be cleared, so its history is kept; try again later".into(),
-            )
-        })?;
+        .await?;
+    when_committed(
+        confirmed,
+        "The chat could not be cleared, so its history is kept; try again later",
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(json!({"status": "success", "message": "Chat cleared"})))
+}
+
+/// Waits for a room's word on a change: committed and broadcast, or refused
+/// (a room that stopped without answering counts as refused) with `refusal`.
+async fn when_committed(
+    confirmed: oneshot::Receiver<Result<(), NotStored>>,
+    refusal: &str,
+) -> Result<(), ChatApiError> {
+    match confirmed.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(NotStored)) | Err(_) => Err(ChatApiError::NotStored(refusal.to_owned())),
+    }
 }
 
 #[cfg(test)]

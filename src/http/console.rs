@@ -27,6 +27,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 use serde::Deserialize;
 use switchboard_actors::admission::Ticket;
+use switchboard_actors::close;
 use switchboard_actors::connection::{write_queued, AcceptedSocket, Disconnect, Frames};
 use switchboard_actors::monitor::{Monitor, Unwatch, Watch};
 use switchboard_actors::outbox::{Flush, Outbox};
@@ -184,9 +185,10 @@ impl ConsoleWatcher {
         &self.state.broker.monitor
     }
 
-    fn refuse(ctx: &mut WebsocketContext<Self>, code: CloseCode, reason: &str) {
+    /// Closes with `code` (from [the close-code table](switchboard_actors::close)).
+    fn refuse(ctx: &mut WebsocketContext<Self>, code: u16, reason: &str) {
         ctx.close(Some(CloseReason {
-            code,
+            code: CloseCode::from(code),
             description: Some(reason.to_owned()),
         }));
         ctx.stop();
@@ -196,12 +198,12 @@ impl ConsoleWatcher {
         let key = serde_json::from_str::<KeyFrame>(text).map(|frame| frame.key);
         if !key.is_ok_and(|key| is_admin_key(&self.state, &key)) {
             log::warn!("console refused: invalid admin key");
-            return Self::refuse(ctx, CloseCode::Policy, "invalid admin key");
+            return Self::refuse(ctx, close::POLICY, "invalid admin key");
         }
         let Some(slot) = ConsoleSlot::take() else {
             return Self::refuse(
                 ctx,
-                CloseCode::Again,
+                close::TRY_AGAIN_LATER,
                 &format!("at most {MAX_CONSOLES} consoles may watch at once"),
             );
         };
@@ -231,7 +233,7 @@ impl Actor for ConsoleWatcher {
         self.outbox = Some(Outbox::new(CONSOLE_QUEUE, ctx.address().recipient()));
         ctx.run_later(KEY_TIMEOUT, |console, ctx| {
             if console.slot.is_none() {
-                Self::refuse(ctx, CloseCode::Policy, "no key");
+                Self::refuse(ctx, close::POLICY, "no key");
             }
         });
         ctx.run_interval(PING_INTERVAL, |_, ctx| ctx.ping(b""));
@@ -259,7 +261,7 @@ impl Handler<Flush> for ConsoleWatcher {
 impl Handler<Disconnect> for ConsoleWatcher {
     type Result = ();
     fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        Self::refuse(ctx, CloseCode::from(msg.code), &msg.reason);
+        Self::refuse(ctx, msg.code, &msg.reason);
     }
 }
 

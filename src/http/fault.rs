@@ -4,7 +4,8 @@
 //!   supervision tests can watch it restart;
 //! - `PUT /api/debug/fault/store` with `{"fail_writes": bool}` makes every
 //!   store write fail (or succeed again), so the durability tests can check
-//!   that nothing uncommitted is acknowledged or broadcast.
+//!   that nothing uncommitted is acknowledged or broadcast; `{"delay_ms": n}`
+//!   makes every store write take n ms longer (0: back to normal).
 
 use actix_web::{web, HttpResponse};
 use switchboard_actors::chat::FindRoom;
@@ -23,12 +24,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StoreFault {
-    fail_writes: bool,
+    fail_writes: Option<bool>,
+    delay_ms: Option<u64>,
 }
 
 async fn fail_store_writes(_: Admin, fault: web::Json<StoreFault>) -> HttpResponse {
-    switchboard_actors::fault::fail_store_writes(fault.fail_writes);
+    if let Some(fail) = fault.fail_writes {
+        switchboard_actors::fault::fail_store_writes(fail);
+    }
+    if let Some(ms) = fault.delay_ms {
+        switchboard_actors::fault::slow_store_writes(std::time::Duration::from_millis(ms));
+    }
     HttpResponse::NoContent().finish()
 }
 

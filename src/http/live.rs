@@ -4,7 +4,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use switchboard_actors::store::LiveUserSeen;
+use switchboard_actors::live::store::LiveUserSeen;
 
 use super::admin::Admin;
 use super::{ApiError, AppState};

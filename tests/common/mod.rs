@@ -467,6 +467,18 @@ pub async fn fail_store_writes(broker: &Broker, fail: bool) {
     assert_eq!(reply.status, 204, "store fault switch: {}", reply.text);
 }
 
+/// Makes every store write of `broker` take `delay` longer (zero: back to
+/// normal), through the test build's fault injection: a slow disk.
+pub async fn slow_store_writes(broker: &Broker, delay: Duration) {
+    let reply = admin(
+        "PUT",
+        &broker.http("/api/debug/fault/store"),
+        Some(&serde_json::json!({ "delay_ms": delay.as_millis() as u64 })),
+    )
+    .await;
+    assert_eq!(reply.status, 204, "store fault switch: {}", reply.text);
+}
+
 /// Waits until the sample `series` equals `want`; fails after `within`.
 pub async fn wait_for_metric(broker: &Broker, series: &str, want: f64, within: Duration) {
     let deadline = std::time::Instant::now() + within;

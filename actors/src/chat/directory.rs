@@ -21,7 +21,8 @@ use futures_util::future::{BoxFuture, Shared};
 use futures_util::FutureExt;
 use uuid::Uuid;
 
-use super::room::Room;
+use super::room::{Room, RoomLimits};
+use super::store::SaveChatRoom;
 use super::wire::{RoomInfo, ServerEvent};
 use super::{committed, ChatSettings, StoredRoom};
 use crate::connection::{ConnId, Disconnect, Frames, MemberHandle};
@@ -29,7 +30,7 @@ use crate::lobby::{Announce, Enter, Exit, Lobby};
 use crate::metrics::metrics;
 use crate::pool::ArbiterPool;
 use crate::registry::Registry;
-use crate::store::{SaveChatRoom, StoreHandle};
+use crate::store::StoreHandle;
 use crate::Protocol;
 
 /// The store's answer to saving a pending room, awaited by everyone who
@@ -135,14 +136,14 @@ impl ChatDirectory {
     }
 
     fn add_room(&mut self, room: StoredRoom) -> usize {
-        let (keep, evict_after, store) = (
-            self.settings.history_limit,
-            self.evict_after,
-            self.store.clone(),
-        );
-        let (name, history) = (room.name.clone(), room.history);
+        let limits = RoomLimits {
+            keep: self.settings.history_limit,
+            max_unsaved: self.settings.max_unsaved_messages,
+            evict_after: self.evict_after,
+        };
+        let (name, history, store) = (room.name.clone(), room.history, self.store.clone());
         let addr = Supervisor::start_in_arbiter(&self.pool.next(), move |_| {
-            Room::new(name, history, keep, evict_after, store)
+            Room::new(name, history, limits, store)
         });
         let index = self.rooms.len();
         self.by_name.insert(room.name.clone(), index);

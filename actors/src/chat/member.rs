@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web_actors::ws::{self, CloseCode, ProtocolError, WebsocketContext};
+use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
 use chrono::Utc;
 
 use super::directory::{CreateRoom, FindRoom, JoinChat, LeaveChat, SwitchRoom};
@@ -98,13 +98,7 @@ impl ChatMember {
     /// `connection_reject`, then a close frame.
     fn reject(&mut self, ctx: &mut WebsocketContext<Self>, response: &str) {
         self.send(ctx, ServerEvent::ConnectionReject { response });
-        self.core.close(
-            ctx,
-            &Disconnect {
-                code: u16::from(CloseCode::Normal),
-                reason: response.to_owned(),
-            },
-        );
+        self.core.close(ctx, &Disconnect::normal(response));
     }
 
     /// The first frame: `connection_request`, then the startup sequence.
@@ -224,6 +218,7 @@ impl ChatMember {
                 room.do_send(Say {
                     username: me,
                     message,
+                    confirm: None,
                 });
             }
             ClientEvent::Typing {

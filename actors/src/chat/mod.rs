@@ -14,6 +14,7 @@
 mod directory;
 mod member;
 mod room;
+pub mod store;
 pub mod wire;
 
 pub use directory::{
@@ -24,7 +25,8 @@ pub use room::{GetHistory, NotStored, Notice, Purge, Room, Say};
 
 use actix::MailboxError;
 
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+use store::ChatStore;
 use wire::{HistoryEntry, GLOBAL_ROOM};
 
 /// Settings of the chat (`[chat]` in the config).
@@ -41,6 +43,10 @@ pub struct ChatSettings {
     pub max_rooms: usize,
     /// Rooms one connection may create per minute (a sliding window).
     pub room_creations_per_minute: usize,
+    /// Messages one room holds while they wait for their commit (the
+    /// store's back-pressure): past it, a message is refused with a
+    /// `system` error instead of queueing without bound.
+    pub max_unsaved_messages: usize,
 }
 
 /// Who is recorded as the creator of `Global`.
@@ -70,7 +76,7 @@ pub(crate) fn committed(
 
 /// Reads every room and its recent history, creating `Global` on first start.
 pub fn load_rooms(
-    store: &mut dyn Store,
+    store: &mut dyn ChatStore,
     history_limit: usize,
 ) -> Result<Vec<StoredRoom>, StoreError> {
     store.create_chat_room(GLOBAL_ROOM, GLOBAL_CREATOR)?;

@@ -6,23 +6,33 @@
 //! restarted broker serves the same history.
 //!
 //! A message or a clear is acknowledged (broadcast) only once the store has
-//! committed it: the room hands the write to the store actor and handles
-//! nothing else until the store answers, so the room's events keep their
-//! order and whatever a client was shown survives the broker being killed.
-//! The room itself never touches the disk.
+//! committed it, and changes are broadcast in the order the room received
+//! them. The room never waits for the store: changes that arrive while a
+//! commit is in flight wait in the room and go to the store together as the
+//! next transaction (group commit), so a busy room pays one commit per batch
+//! rather than one per message and keeps serving entries, exits and typing
+//! meanwhile. At most one commit per room is in flight, which bounds what
+//! the rooms queue at the store; what waits in a room is bounded by
+//! `chat.max_unsaved_messages`. The room itself never touches the disk.
 
 use std::collections::VecDeque;
 
 use actix::prelude::*;
 use chrono::Utc;
+use tokio::sync::oneshot;
 
 use super::committed;
+use super::store::{ChatChange, SaveChatChanges};
 use super::wire::{HistoryEntry, ServerEvent, Severity, UserStatus, GLOBAL_ROOM};
 use crate::connection::{ConnId, Frames, MemberHandle};
 use crate::fanout::{Delivery, FanOut};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
-use crate::store::{ClearChatHistory, SaveChatMessage, StoreHandle};
+use crate::store::StoreHandle;
 use crate::Protocol;
+
+/// Changes sent to the store in one transaction, at most: a bound on how
+/// long one commit (and the broadcasts behind it) takes.
+const MAX_BATCH: usize = 512;
 
 /// One chat room. Runs supervised on the arbiter pool.
 pub struct Room {
@@ -31,9 +41,51 @@ pub struct Room {
     /// Who is here, in the order they came.
     present: Vec<(ConnId, UserStatus)>,
     history: VecDeque<HistoryEntry>,
-    keep: usize,
+    limits: RoomLimits,
     store: StoreHandle,
+    /// Changes waiting for the next commit, in the order they came.
+    unsaved: VecDeque<Unsaved>,
+    /// The changes of the commit in flight, if one is.
+    saving: Option<Vec<Unsaved>>,
     _alive: ActorGauge,
+}
+
+/// The numbers a room runs by (from `[chat]` and `[limits]`).
+#[derive(Debug, Clone, Copy)]
+pub struct RoomLimits {
+    /// Messages kept in the history.
+    pub keep: usize,
+    /// Changes that may wait for their commit.
+    pub max_unsaved: usize,
+    /// Drops in a row after which a member is removed as a slow consumer.
+    pub evict_after: u32,
+}
+
+/// Who waits to hear whether a change was committed (the HTTP API); a
+/// WebSocket client hears it as the broadcast, or as a `system` error.
+pub type Confirm = oneshot::Sender<Result<(), NotStored>>;
+
+/// A change the room accepted and has not broadcast yet.
+struct Unsaved {
+    /// Who made it: told if it is refused.
+    by: String,
+    change: Change,
+    confirm: Option<Confirm>,
+}
+
+/// What a user can change in a room's history.
+enum Change {
+    Message(HistoryEntry),
+    Clear,
+}
+
+impl Change {
+    fn stored(&self) -> ChatChange {
+        match self {
+            Change::Message(entry) => ChatChange::Message(entry.clone()),
+            Change::Clear => ChatChange::Clear,
+        }
+    }
 }
 
 impl Room {
@@ -41,17 +93,18 @@ impl Room {
     pub fn new(
         name: String,
         history: Vec<HistoryEntry>,
-        keep: usize,
-        evict_after: u32,
+        limits: RoomLimits,
         store: StoreHandle,
     ) -> Self {
         Room {
             name,
-            members: FanOut::new(Protocol::Chat, evict_after),
+            members: FanOut::new(Protocol::Chat, limits.evict_after),
             present: Vec::new(),
             history: history.into(),
-            keep,
+            limits,
             store,
+            unsaved: VecDeque::new(),
+            saving: None,
             _alive: ActorGauge::new(ActorKind::ChatRoom),
         }
     }
@@ -90,35 +143,109 @@ impl Room {
         }
     }
 
-    /// Empties the history once the store has, then broadcasts
-    /// `room_chat_clear`; the room waits for the store meanwhile. If the
-    /// store refuses, the history stays, nothing is broadcast and `by` (if
-    /// here) is told.
-    fn clear(&mut self, by: String) -> AtomicResponse<Self, Result<(), NotStored>> {
-        let cleared = self.store.send(ClearChatHistory {
+    /// Accepts a change for the next commit, unless too many wait already
+    /// (then `by` is told and `confirm` answered [`NotStored`]).
+    fn accept(&mut self, ctx: &mut Context<Self>, unsaved: Unsaved) {
+        if self.unsaved.len() >= self.limits.max_unsaved {
+            metrics().limit_reached(Protocol::Chat, "max_unsaved_messages");
+            log::warn!(
+                "chat room {}: {} changes wait for the store; one of {} refused",
+                self.name,
+                self.unsaved.len(),
+                unsaved.by
+            );
+            let refusal = match unsaved.change {
+                Change::Message(_) => {
+                    "The room is busy saving earlier messages, so yours was not sent; try again later"
+                }
+                Change::Clear => {
+                    "The room is busy saving earlier messages, so the chat was not cleared; try again later"
+                }
+            };
+            self.refuse(&unsaved.by, refusal);
+            if let Some(confirm) = unsaved.confirm {
+                let _ = confirm.send(Err(NotStored));
+            }
+            return;
+        }
+        self.unsaved.push_back(unsaved);
+        self.commit_next(ctx);
+    }
+
+    /// Sends what waits to the store as one transaction, unless a commit is
+    /// in flight (its answer starts the next one).
+    fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        if self.saving.is_some() || self.unsaved.is_empty() {
+            return;
+        }
+        let count = self.unsaved.len().min(MAX_BATCH);
+        let batch: Vec<Unsaved> = self.unsaved.drain(..count).collect();
+        let save = SaveChatChanges {
             room: self.name.clone(),
-        });
-        AtomicResponse::new(Box::pin(cleared.into_actor(self).map(
-            move |cleared, room, _| match committed(cleared) {
-                Ok(()) => {
-                    room.history.clear();
-                    let name = room.name.clone();
-                    room.broadcast(ServerEvent::RoomChatClear {
-                        username: &by,
-                        room_name: &name,
-                    });
-                    Ok(())
-                }
+            changes: batch.iter().map(|u| u.change.stored()).collect(),
+            keep: self.limits.keep,
+        };
+        self.saving = Some(batch);
+        let saved = self.store.send(save);
+        ctx.spawn(saved.into_actor(self).map(|saved, room, ctx| {
+            let batch = room.saving.take().unwrap_or_default();
+            match committed(saved) {
+                Ok(()) => batch.into_iter().for_each(|u| room.saved(u)),
                 Err(e) => {
-                    log::error!("chat room {}: clearing the history failed: {e}", room.name);
-                    room.refuse(
-                        &by,
-                        "The chat could not be cleared, so its history is kept; try again later",
+                    log::error!(
+                        "chat room {}: {} changes were not stored, so not sent: {e}",
+                        room.name,
+                        batch.len()
                     );
-                    Err(NotStored)
+                    batch.into_iter().for_each(|u| room.not_saved(u));
                 }
-            },
-        )))
+            }
+            room.commit_next(ctx);
+        }));
+    }
+
+    /// A committed change: applied to the history and broadcast.
+    fn saved(&mut self, unsaved: Unsaved) {
+        match unsaved.change {
+            Change::Message(entry) => {
+                self.broadcast(ServerEvent::Message {
+                    username: &entry.username,
+                    message: &entry.message,
+                });
+                metrics().chat.messages.inc();
+                self.history.push_back(entry);
+                while self.history.len() > self.limits.keep {
+                    self.history.pop_front();
+                }
+            }
+            Change::Clear => {
+                self.history.clear();
+                let name = self.name.clone();
+                self.broadcast(ServerEvent::RoomChatClear {
+                    username: &unsaved.by,
+                    room_name: &name,
+                });
+            }
+        }
+        if let Some(confirm) = unsaved.confirm {
+            let _ = confirm.send(Ok(()));
+        }
+    }
+
+    /// A change the store refused: nothing broadcast, its author told.
+    fn not_saved(&mut self, unsaved: Unsaved) {
+        let refusal = match unsaved.change {
+            Change::Message(_) => {
+                "Your message could not be saved, so it was not sent; try again later"
+            }
+            Change::Clear => {
+                "The chat could not be cleared, so its history is kept; try again later"
+            }
+        };
+        self.refuse(&unsaved.by, refusal);
+        if let Some(confirm) = unsaved.confirm {
+            let _ = confirm.send(Err(NotStored));
+        }
     }
 }
 
@@ -133,9 +260,16 @@ impl Actor for Room {
 }
 
 impl Supervised for Room {
-    fn restarting(&mut self, _: &mut Self::Context) {
+    fn restarting(&mut self, ctx: &mut Self::Context) {
         log::warn!("chat room {} restarting", self.name);
         metrics().actor_restarted(ActorKind::ChatRoom);
+        // The restart dropped the commit in flight with the rest of the
+        // context: its changes cannot be confirmed, so they are refused,
+        // and what waited behind them is committed anew.
+        if let Some(batch) = self.saving.take() {
+            batch.into_iter().for_each(|u| self.not_saved(u));
+        }
+        self.commit_next(ctx);
     }
 }
 
@@ -150,6 +284,8 @@ pub struct Entered {
 
 /// A user enters the room. Answers with its first frames, then broadcasts
 /// `user_join` to the room, the newcomer included (queued after the answer).
+/// Messages still waiting for their commit are not in the history yet; the
+/// newcomer gets them as broadcasts once committed.
 #[derive(Message)]
 #[rtype(result = "Entered")]
 pub struct Enter {
@@ -198,62 +334,38 @@ impl Handler<Exit> for Room {
     }
 }
 
-/// A message for the room: committed to the store, then added to the
-/// history and broadcast to everyone, the sender included (the broadcast is
-/// the sender's acknowledgement). The room handles nothing else until the
-/// store answers. If the store fails, nothing is broadcast and the sender
-/// gets a `system` error. The sender has checked the message. Answered once
-/// the message is broadcast, or with [`NotStored`] once it was refused.
+/// A message for the room: committed to the store (with whatever else
+/// arrived meanwhile), then added to the history and broadcast to everyone,
+/// the sender included (the broadcast is the sender's acknowledgement). If
+/// the store fails, or too many messages wait for it, nothing is broadcast,
+/// the sender gets a `system` error and `confirm` hears [`NotStored`]. The
+/// sender has checked the message.
 #[derive(Message)]
-#[rtype(result = "Result<(), NotStored>")]
+#[rtype(result = "()")]
 pub struct Say {
     /// Who says it.
     pub username: String,
     /// What.
     pub message: String,
+    /// Told once the message is broadcast or refused (the HTTP API waits
+    /// on it; a WebSocket client does not).
+    pub confirm: Option<Confirm>,
 }
 
 impl Handler<Say> for Room {
-    type Result = AtomicResponse<Self, Result<(), NotStored>>;
-    fn handle(&mut self, msg: Say, _: &mut Self::Context) -> Self::Result {
+    type Result = ();
+    fn handle(&mut self, msg: Say, ctx: &mut Self::Context) {
         let entry = HistoryEntry {
-            username: msg.username,
+            username: msg.username.clone(),
             message: msg.message,
             timestamp: Utc::now(),
         };
-        let saved = self.store.send(SaveChatMessage {
-            room: self.name.clone(),
-            entry: entry.clone(),
-            keep: self.keep,
-        });
-        AtomicResponse::new(Box::pin(saved.into_actor(self).map(
-            move |saved, room, _| match committed(saved) {
-                Ok(()) => {
-                    room.broadcast(ServerEvent::Message {
-                        username: &entry.username,
-                        message: &entry.message,
-                    });
-                    metrics().chat.messages.inc();
-                    room.history.push_back(entry);
-                    while room.history.len() > room.keep {
-                        room.history.pop_front();
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    log::error!(
-                        "chat room {}: a message of {} was not stored, so not sent: {e}",
-                        room.name,
-                        entry.username
-                    );
-                    room.refuse(
-                        &entry.username,
-                        "Your message could not be saved, so it was not sent; try again later",
-                    );
-                    Err(NotStored)
-                }
-            },
-        )))
+        let unsaved = Unsaved {
+            by: msg.username,
+            change: Change::Message(entry),
+            confirm: msg.confirm,
+        };
+        self.accept(ctx, unsaved);
     }
 }
 
@@ -299,19 +411,19 @@ impl Handler<Notice> for Room {
     }
 }
 
-/// A user asks to empty the room's history. `Global` refuses (an error
-/// notice to the room, history kept; answered `Ok`, as the refusal is the
-/// answer).
+/// A user asks to empty the room's history; done in order with the
+/// messages before it. `Global` refuses (an error notice to the room,
+/// history kept).
 #[derive(Message)]
-#[rtype(result = "Result<(), NotStored>")]
+#[rtype(result = "()")]
 pub struct Clear {
     /// Who asks (the real sender).
     pub username: String,
 }
 
 impl Handler<Clear> for Room {
-    type Result = AtomicResponse<Self, Result<(), NotStored>>;
-    fn handle(&mut self, msg: Clear, _: &mut Self::Context) -> Self::Result {
+    type Result = ();
+    fn handle(&mut self, msg: Clear, ctx: &mut Self::Context) {
         if self.name == GLOBAL_ROOM {
             let refusal = format!(
                 "{} tried to clear the {GLOBAL_ROOM} room, which cannot be cleared",
@@ -321,26 +433,38 @@ impl Handler<Clear> for Room {
                 severity: Severity::Error,
                 message: &refusal,
             });
-            return AtomicResponse::new(Box::pin(fut::ready(Ok(()))));
+            return;
         }
-        self.clear(msg.username)
+        let unsaved = Unsaved {
+            by: msg.username,
+            change: Change::Clear,
+            confirm: None,
+        };
+        self.accept(ctx, unsaved);
     }
 }
 
 /// The operator empties the room's history (`DELETE /chat/clear-chat`);
-/// unlike [`Clear`] this works for `Global` too. Answered once the history
-/// is cleared and `room_chat_clear` broadcast, or with [`NotStored`].
+/// unlike [`Clear`] this works for `Global` too. `confirm` hears once the
+/// history is cleared and `room_chat_clear` broadcast, or [`NotStored`].
 #[derive(Message)]
-#[rtype(result = "Result<(), NotStored>")]
+#[rtype(result = "()")]
 pub struct Purge {
     /// Shown as who cleared it.
     pub by: String,
+    /// Told once it is done or refused.
+    pub confirm: Confirm,
 }
 
 impl Handler<Purge> for Room {
-    type Result = AtomicResponse<Self, Result<(), NotStored>>;
-    fn handle(&mut self, msg: Purge, _: &mut Self::Context) -> Self::Result {
-        self.clear(msg.by)
+    type Result = ();
+    fn handle(&mut self, msg: Purge, ctx: &mut Self::Context) {
+        let unsaved = Unsaved {
+            by: msg.by,
+            change: Change::Clear,
+            confirm: Some(msg.confirm),
+        };
+        self.accept(ctx, unsaved);
     }
 }
 

@@ -3,26 +3,42 @@
 //! A new connection must IDENTIFY first (within `identify_timeout`); any
 //! failure there closes the socket with the protocol's 40xx code. After
 //! that every text payload gets a `seq` (the n-th text payload since
-//! IDENTIFY, or as set by SELF_SET_SEQ) and exactly one reply carrying it.
-//! Payloads are handled one at a time: while the registry or a service
-//! answers, the actor waits, so replies leave in the order the payloads came.
+//! IDENTIFY, or as set by SELF_SET_SEQ) and exactly one reply carrying it,
+//! and replies leave in the order the payloads came.
+//!
+//! MESSAGEs to a service whose actor the client holds (it created or
+//! subscribed to the service, or reached it once through the registry) are
+//! pipelined: each goes straight to the service actor, in order, and the
+//! client reads on without waiting for the outcome. The outcomes come back on
+//! their own channels; the replies they make wait in the queue of owed
+//! replies until every earlier one is written. Any other request waits until
+//! no reply is owed (so it sees the effect of everything sent before it, as
+//! when each payload waited for its own answer), then the actor waits for the
+//! registry's answer before reading on.
 
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
+use actix::WeakAddr;
 use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
+use bytestring::ByteString;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::directory::{
-    ClientRef, Creation, DeleteRefused, DeleteService, FetchClient, FetchClients, FetchService,
-    FetchServices, FindClient, FindService, Identify, Leave, NameTaken, Subscription,
+    ClientRef, CreateService, Creation, DeleteRefused, DeleteService, FetchClient, FetchClients,
+    FetchService, FetchServices, FindClient, FindService, Identify, Leave, NameTaken, Subscription,
     SubscriptionRefused, Welcome,
 };
-use super::service::{Publish, PublishRefused};
+use super::service::{ClientMessage, PublishRefused, Relay, RelayOutcome, Service};
 use super::wire::{
     self, close, encode_message, ClientInfo, DecodeError, PayloadIn, PayloadOut, Target,
 };
@@ -33,6 +49,15 @@ use crate::lobby::{Announce, Lobby, SendTo};
 use crate::metrics::metrics;
 use crate::registry::Registry;
 use crate::Protocol;
+
+/// MESSAGEs one client may have on their way to a service before it stops
+/// reading until the oldest is answered: bounds the replies it is owed and
+/// its share of the service's mailbox (TCP pushes back on the client).
+const MAX_PIPELINED: usize = 64;
+
+/// Services a client may remember before the ones that are gone are swept
+/// out (a client only remembers services it holds, which a limit bounds).
+const SWEEP_SERVICES_AT: usize = 32;
 
 /// Where a connection is in its life.
 enum Stage {
@@ -49,7 +74,8 @@ enum Stage {
 enum ReplyOrder {
     /// Written at once.
     Now,
-    /// Written behind everything queued (the broadcast the request caused).
+    /// Written behind everything queued (the broadcast the request caused,
+    /// or the sender's own copy of its message).
     BehindQueued,
 }
 
@@ -61,6 +87,57 @@ enum JoinFailed {
     Internal(String),
 }
 
+/// A service the client may message directly. Held weakly: a deleted
+/// service's actor stops once the registry lets go of it, whoever still
+/// remembers it.
+struct KnownService {
+    name: Arc<str>,
+    addr: WeakAddr<Service>,
+}
+
+/// A service's actor, ready for a pipelined MESSAGE.
+struct Route {
+    name: Arc<str>,
+    addr: Addr<Service>,
+}
+
+/// When a payload may be handled.
+enum Turn {
+    /// Now; if it needs the registry, no reply is owed.
+    Now,
+    /// Now, pipelined: a MESSAGE straight to this service.
+    Relay(Route),
+    /// Once at most this many replies are owed.
+    After(usize),
+}
+
+/// A reply owed to the client, in payload order.
+enum Owed {
+    /// A reply that only waits for its turn (written at once when due).
+    Ready(String),
+    /// A pipelined MESSAGE waiting for its service's outcome.
+    Relayed(RelayedMessage),
+    /// A pipelined MESSAGE whose service was deleted before it arrived,
+    /// sent again to whatever service the registry now knows by the name.
+    Rerouted(Pin<Box<dyn Future<Output = String>>>),
+}
+
+/// A MESSAGE on its way to a service.
+struct RelayedMessage {
+    seq: u64,
+    kind: &'static str,
+    service: Arc<str>,
+    outcome: oneshot::Receiver<RelayOutcome>,
+}
+
+/// What the head of the owed replies turned into.
+enum Due {
+    /// A frame to write.
+    Write(String, ReplyOrder),
+    /// A MESSAGE to send again by name.
+    Reroute(ClientMessage),
+}
+
 /// One concierge client.
 pub struct ConciergeClient {
     core: ConnectionCore,
@@ -69,6 +146,40 @@ pub struct ConciergeClient {
     settings: Arc<ConciergeSettings>,
     stage: Stage,
     next_seq: u64,
+    /// Services this client may message directly, by name.
+    services: HashMap<String, KnownService>,
+    /// Replies owed, oldest first (empty unless MESSAGEs are pipelined).
+    owed: VecDeque<Owed>,
+    /// The service the pipelined MESSAGEs in `owed` go to: one at a time,
+    /// so that two services never deliver one client's messages out of order.
+    relaying_to: Option<Arc<str>>,
+    /// Whether a [`WriteOwed`] pump runs in the context.
+    pumping: bool,
+}
+
+/// Writes owed replies as they come due; resolves once at most `until`
+/// are owed. Spawned as the pump (`until` 0) that writes replies while the
+/// client reads on, and waited for (`ctx.wait`) where a payload must wait.
+struct WriteOwed {
+    until: usize,
+    pump: bool,
+}
+
+impl ActorFuture<ConciergeClient> for WriteOwed {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut ConciergeClient,
+        ctx: &mut WebsocketContext<ConciergeClient>,
+        task: &mut TaskContext<'_>,
+    ) -> Poll<()> {
+        let done = act.write_owed(ctx, task, self.until);
+        if self.pump && done.is_ready() {
+            act.pumping = false;
+        }
+        done
+    }
 }
 
 impl ConciergeClient {
@@ -86,42 +197,147 @@ impl ConciergeClient {
             settings,
             stage: Stage::Unidentified,
             next_seq: 0,
+            services: HashMap::new(),
+            owed: VecDeque::new(),
+            relaying_to: None,
+            pumping: false,
         }
     }
 
+    /// Closes with one of the concierge's own codes (`wire::close`).
     fn close(&mut self, ctx: &mut WebsocketContext<Self>, code: u16, reason: &str) {
-        self.core.close(
-            ctx,
-            &Disconnect {
-                code,
-                reason: reason.into(),
-            },
-        );
+        self.core.close(ctx, &Disconnect::concierge(code, reason));
     }
 
-    fn reply(
+    /// Writes a reply that needs nothing but its turn: at once, or behind
+    /// the replies still owed.
+    fn answer(&mut self, ctx: &mut WebsocketContext<Self>, frame: String) {
+        if self.owed.is_empty() {
+            self.write_reply(ctx, frame, ReplyOrder::Now);
+        } else {
+            self.owe(ctx, Owed::Ready(frame));
+        }
+    }
+
+    fn write_reply(&mut self, ctx: &mut WebsocketContext<Self>, frame: String, order: ReplyOrder) {
+        let frames = Frames::One(frame.into());
+        match order {
+            ReplyOrder::Now => self.core.write(ctx, frames),
+            ReplyOrder::BehindQueued => self.core.write_behind_queued(ctx, frames),
+        }
+    }
+
+    /// Queues a reply behind the owed ones and makes sure the pump runs.
+    fn owe(&mut self, ctx: &mut WebsocketContext<Self>, owed: Owed) {
+        self.owed.push_back(owed);
+        if !self.pumping {
+            self.pumping = true;
+            ctx.spawn(WriteOwed {
+                until: 0,
+                pump: true,
+            });
+        }
+    }
+
+    /// Writes the owed replies that are due, oldest first, until at most
+    /// `until` are owed (`Ready`) or the oldest is still on its way.
+    fn write_owed(
         &mut self,
         ctx: &mut WebsocketContext<Self>,
-        payload: PayloadOut<'_>,
-        seq: Option<u64>,
-    ) {
-        let frame = payload.encode(seq);
-        self.core.write(ctx, Frames::One(frame.into()));
+        task: &mut TaskContext<'_>,
+        until: usize,
+    ) -> Poll<()> {
+        while self.owed.len() > until {
+            let Some(head) = self.owed.front_mut() else {
+                break;
+            };
+            let due = match head {
+                Owed::Ready(frame) => Due::Write(std::mem::take(frame), ReplyOrder::Now),
+                Owed::Relayed(relayed) => match Pin::new(&mut relayed.outcome).poll(task) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(RelayOutcome::Deleted(message))) => Due::Reroute(message),
+                    Poll::Ready(outcome) => {
+                        let (seq, kind) = (relayed.seq, relayed.kind);
+                        let frame = relay_reply(outcome.ok(), seq, kind, &relayed.service);
+                        Due::Write(frame, ReplyOrder::BehindQueued)
+                    }
+                },
+                Owed::Rerouted(rerouting) => match rerouting.as_mut().poll(task) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(frame) => Due::Write(frame, ReplyOrder::BehindQueued),
+                },
+            };
+            match due {
+                Due::Write(frame, order) => {
+                    self.owed.pop_front();
+                    self.write_reply(ctx, frame, order);
+                }
+                Due::Reroute(message) => self.reroute_head(message),
+            }
+        }
+        if self.owed.is_empty() {
+            self.relaying_to = None;
+        }
+        Poll::Ready(())
+    }
+
+    /// The oldest owed reply is for a MESSAGE whose service was deleted
+    /// before it arrived: the service is forgotten and the message is sent
+    /// by name through the registry, as the first one to a service is.
+    /// Later MESSAGEs to the same name are still on their way to the deleted
+    /// service and come back the same way, in order; new ones wait, since
+    /// the name is no longer known.
+    fn reroute_head(&mut self, message: ClientMessage) {
+        let Some(Owed::Relayed(relayed)) = self.owed.pop_front() else {
+            return;
+        };
+        self.forget_service(&relayed.service);
+        let registry = self.registry.clone();
+        let RelayedMessage {
+            seq, kind, service, ..
+        } = relayed;
+        let rerouting = async move {
+            let found = registry.send(FindService(service.to_string())).await;
+            let outcome = match found {
+                Ok(Some(addr)) => relay_once(&addr, message).await,
+                _ => None,
+            };
+            relay_reply(outcome, seq, kind, &service)
+        };
+        self.owed.push_front(Owed::Rerouted(Box::pin(rerouting)));
+    }
+
+    /// Remembers a service's actor, for MESSAGEs straight to it.
+    fn learn_service(&mut self, name: &str, addr: WeakAddr<Service>) {
+        if self.services.len() >= SWEEP_SERVICES_AT {
+            self.services
+                .retain(|_, known| known.addr.upgrade().is_some());
+        }
+        let known = KnownService {
+            name: Arc::from(name),
+            addr,
+        };
+        self.services.insert(name.to_owned(), known);
+    }
+
+    fn forget_service(&mut self, name: &str) {
+        self.services.remove(name);
     }
 
     /// Asks the registry, then writes the frame `answer` makes of the result,
     /// at once or behind what is queued for this client (`order`: a request
     /// whose broadcast the requester hears too, SERVICE_CREATE and
     /// SERVICE_DELETE, is answered by the registry once that broadcast is
-    /// queued everywhere, and the reply goes out behind it). The actor
-    /// handles nothing else until then, so replies stay in order.
+    /// queued everywhere, and the reply goes out behind it). Called only
+    /// when no reply is owed; the actor handles nothing else until then, so
+    /// replies stay in order.
     fn ask<M>(
         &mut self,
         ctx: &mut WebsocketContext<Self>,
         msg: M,
         seq: u64,
         order: ReplyOrder,
-        answer: impl FnOnce(M::Result) -> String + 'static,
+        answer: impl FnOnce(&mut Self, M::Result) -> String + 'static,
     ) where
         M: Message + Send + 'static,
         M::Result: Send,
@@ -131,7 +347,7 @@ impl ConciergeClient {
         let request = self.registry.send(msg);
         ctx.wait(request.into_actor(self).map(move |result, act, ctx| {
             let frame = match result {
-                Ok(result) => answer(result),
+                Ok(result) => answer(act, result),
                 Err(e) => {
                     log::error!("concierge: registry unreachable: {e}");
                     PayloadOut::ErrorInternal {
@@ -140,24 +356,21 @@ impl ConciergeClient {
                     .encode(Some(seq))
                 }
             };
-            let frames = Frames::One(frame.into());
-            match order {
-                ReplyOrder::Now => act.core.write(ctx, frames),
-                ReplyOrder::BehindQueued => act.core.write_behind_queued(ctx, frames),
-            }
+            act.write_reply(ctx, frame, order);
         }));
     }
 
     /// Waits for `work`, then writes the reply it makes behind whatever it
     /// queued for this client (the sender's own copy of a broadcast comes
-    /// before its `OK`). The actor handles nothing else until then.
+    /// before its `OK`). Called only when no reply is owed; the actor
+    /// handles nothing else until then.
     fn settle(
         &mut self,
         ctx: &mut WebsocketContext<Self>,
         work: impl std::future::Future<Output = String> + 'static,
     ) {
         ctx.wait(work.into_actor(self).map(|frame, act, ctx| {
-            act.core.write_behind_queued(ctx, Frames::One(frame.into()));
+            act.write_reply(ctx, frame, ReplyOrder::BehindQueued);
         }));
     }
 
@@ -240,7 +453,7 @@ impl ConciergeClient {
                             version: wire::PROTOCOL_VERSION,
                             fs_key: fs_key.as_deref(),
                         };
-                        act.reply(ctx, hello, None);
+                        act.answer(ctx, hello.encode(None));
                         // Not the uuid: it is the client's file-server key.
                         log::debug!(
                             "concierge connection {} identified as {}",
@@ -270,16 +483,79 @@ impl ConciergeClient {
         seq
     }
 
+    /// When a decoded payload may be handled. A MESSAGE to a service the
+    /// client holds is pipelined unless MESSAGEs to another service are on
+    /// their way or the pipeline is full; a reply that needs nothing is
+    /// written in its turn; anything else waits until no reply is owed.
+    fn turn(&mut self, decoded: &Result<PayloadIn<'_>, DecodeError>) -> Turn {
+        let service = match decoded {
+            Ok(PayloadIn::Message {
+                target: Target::Service { service } | Target::ServiceClientUuid { service, .. },
+                ..
+            }) => service,
+            Err(_) | Ok(PayloadIn::Identify(_) | PayloadIn::SelfSetSeq { .. }) => return Turn::Now,
+            Ok(_) if self.owed.is_empty() => return Turn::Now,
+            Ok(_) => return Turn::After(0),
+        };
+        let Some(route) = self.route(service) else {
+            return if self.owed.is_empty() {
+                Turn::Now
+            } else {
+                Turn::After(0)
+            };
+        };
+        let other_service = self
+            .relaying_to
+            .as_ref()
+            .is_some_and(|to| **to != *route.name);
+        if !self.owed.is_empty() && other_service {
+            Turn::After(0)
+        } else if self.owed.len() >= MAX_PIPELINED {
+            Turn::After(MAX_PIPELINED - 1)
+        } else {
+            Turn::Relay(route)
+        }
+    }
+
+    /// The live actor of a service the client holds; a service whose actor
+    /// has stopped is forgotten.
+    fn route(&mut self, name: &str) -> Option<Route> {
+        let known = self.services.get(name)?;
+        match known.addr.upgrade() {
+            Some(addr) => Some(Route {
+                name: Arc::clone(&known.name),
+                addr,
+            }),
+            None => {
+                self.forget_service(name);
+                None
+            }
+        }
+    }
+
     /// Every payload after IDENTIFY.
-    fn payload(&mut self, ctx: &mut WebsocketContext<Self>, me: Arc<ClientInfo>, text: &str) {
+    fn payload(&mut self, ctx: &mut WebsocketContext<Self>, me: Arc<ClientInfo>, text: ByteString) {
+        let decoded = PayloadIn::decode(&text);
+        let route = match self.turn(&decoded) {
+            Turn::Now => None,
+            Turn::Relay(route) => Some(route),
+            Turn::After(until) => {
+                drop(decoded);
+                let later = WriteOwed { until, pump: false }
+                    .map(move |(), act: &mut Self, ctx| act.payload(ctx, me, text));
+                ctx.wait(later);
+                return;
+            }
+        };
         let seq = self.take_seq();
-        let payload = match PayloadIn::decode(text) {
+        let payload = match decoded {
             Ok(payload) => payload,
             Err(DecodeError::Malformed(desc)) => {
-                return self.reply(ctx, PayloadOut::ErrorProtocol { desc: &desc }, Some(seq))
+                let frame = PayloadOut::ErrorProtocol { desc: &desc }.encode(Some(seq));
+                return self.answer(ctx, frame);
             }
             Err(DecodeError::Unsupported(_)) => {
-                return self.reply(ctx, PayloadOut::ErrorUnsupported, Some(seq))
+                return self.answer(ctx, PayloadOut::ErrorUnsupported.encode(Some(seq)))
             }
         };
         log::trace!(
@@ -287,123 +563,191 @@ impl ConciergeClient {
             me.name,
             payload.kind()
         );
-        let s = Some(seq);
+        match (payload, route) {
+            (PayloadIn::Message { target, data }, Some(route)) => {
+                self.relay(ctx, route, me, seq, target, data)
+            }
+            (payload, _) => self.command(ctx, me, seq, payload),
+        }
+    }
+
+    /// One payload that is not pipelined, by its type.
+    fn command(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        me: Arc<ClientInfo>,
+        seq: u64,
+        payload: PayloadIn<'_>,
+    ) {
         match payload {
-            PayloadIn::Identify(_) => self.reply(ctx, PayloadOut::ErrorUnsupported, s),
-            PayloadIn::SelfSetSeq { seq } => {
-                self.next_seq = seq.wrapping_add(1);
-                self.reply(ctx, PayloadOut::Ok, Some(seq));
+            PayloadIn::Identify(_) => {
+                self.answer(ctx, PayloadOut::ErrorUnsupported.encode(Some(seq)))
             }
+            PayloadIn::SelfSetSeq { seq } => self.self_set_seq(ctx, seq),
             PayloadIn::Message { target, data } => self.message(ctx, me, seq, target, data),
-            PayloadIn::SelfFetch => self.ask(
-                ctx,
-                FetchClient(me.uuid),
-                seq,
-                ReplyOrder::Now,
-                move |found| {
-                    let (client, subscriptions) =
-                        found.unwrap_or_else(|| (ClientInfo::clone(&me), Vec::new()));
-                    PayloadOut::SelfFetchResult {
-                        client: &client,
-                        subscriptions: &subscriptions,
-                    }
-                    .encode(s)
-                },
-            ),
-            PayloadIn::ClientFetch { uuid } => self.ask(
-                ctx,
-                FetchClient(uuid),
-                seq,
-                ReplyOrder::Now,
-                move |found| match found {
-                    Some((client, subscriptions)) => PayloadOut::ClientFetchResult {
-                        client: &client,
-                        subscriptions: &subscriptions,
-                    }
-                    .encode(s),
-                    None => PayloadOut::InvalidUuid { uuid }.encode(s),
-                },
-            ),
-            PayloadIn::ClientFetchAll => {
-                self.ask(ctx, FetchClients, seq, ReplyOrder::Now, move |clients| {
-                    PayloadOut::ClientFetchAllResult { clients: &clients }.encode(s)
-                })
-            }
-            PayloadIn::ServiceFetch { service } => self.ask(
-                ctx,
-                FetchService(service.clone()),
-                seq,
-                ReplyOrder::Now,
-                move |found| match found {
-                    Some(info) => PayloadOut::ServiceFetchResult { service: &info }.encode(s),
-                    None => PayloadOut::InvalidService { service: &service }.encode(s),
-                },
-            ),
-            PayloadIn::ServiceFetchAll => {
-                self.ask(ctx, FetchServices, seq, ReplyOrder::Now, move |services| {
-                    PayloadOut::ServiceFetchAllResult {
-                        services: &services,
-                    }
-                    .encode(s)
-                })
-            }
+            PayloadIn::SelfFetch => self.self_fetch(ctx, me, seq),
+            PayloadIn::ClientFetch { uuid } => self.client_fetch(ctx, seq, uuid),
+            PayloadIn::ClientFetchAll => self.client_fetch_all(ctx, seq),
+            PayloadIn::ServiceFetch { service } => self.service_fetch(ctx, seq, service),
+            PayloadIn::ServiceFetchAll => self.service_fetch_all(ctx, seq),
             PayloadIn::ServiceCreate { service, nickname } => {
-                if !self.valid_service_name(&service) {
-                    return self.reply(ctx, PayloadOut::Bad, s);
-                }
-                let create = super::directory::CreateService {
-                    owner: me.uuid,
-                    name: service,
-                    nickname,
-                };
-                self.ask(
-                    ctx,
-                    create,
-                    seq,
-                    ReplyOrder::BehindQueued,
-                    move |created| match created {
-                        Some(Creation::Created(info)) => PayloadOut::ServiceCreateResult {
-                            successful: true,
-                            service: &info,
-                        }
-                        .encode(s),
-                        Some(Creation::Exists(info)) => PayloadOut::ServiceCreateResult {
-                            successful: false,
-                            service: &info,
-                        }
-                        .encode(s),
-                        Some(Creation::TooMany) => PayloadOut::Bad.encode(s),
-                        None => PayloadOut::ErrorInternal {
-                            desc: "client not identified",
-                        }
-                        .encode(s),
-                    },
-                )
+                self.service_create(ctx, &me, seq, service, nickname)
             }
-            PayloadIn::ServiceDelete { service } => {
-                let delete = DeleteService {
-                    requester: me.uuid,
-                    name: service.clone(),
-                };
-                self.ask(
-                    ctx,
-                    delete,
-                    seq,
-                    ReplyOrder::BehindQueued,
-                    move |deleted| match deleted {
-                        Ok(info) => PayloadOut::ServiceDeleteResult { service: &info }.encode(s),
-                        Err(DeleteRefused::NotOwner) => PayloadOut::Bad.encode(s),
-                        Err(DeleteRefused::NoSuchService) => {
-                            PayloadOut::InvalidService { service: &service }.encode(s)
-                        }
-                    },
-                )
-            }
+            PayloadIn::ServiceDelete { service } => self.service_delete(ctx, &me, seq, service),
             PayloadIn::SelfSubscribe { service } => self.subscription(ctx, &me, seq, service, true),
             PayloadIn::SelfUnsubscribe { service } => {
                 self.subscription(ctx, &me, seq, service, false)
             }
         }
+    }
+
+    /// SELF_SET_SEQ: this payload gets `seq`, the next one `seq + 1`.
+    fn self_set_seq(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64) {
+        self.next_seq = seq.wrapping_add(1);
+        self.answer(ctx, PayloadOut::Ok.encode(Some(seq)));
+    }
+
+    /// SELF_FETCH: the client's own info and subscriptions.
+    fn self_fetch(&mut self, ctx: &mut WebsocketContext<Self>, me: Arc<ClientInfo>, seq: u64) {
+        let fetch = FetchClient(me.uuid);
+        self.ask(ctx, fetch, seq, ReplyOrder::Now, move |_, found| {
+            let (client, subscriptions) =
+                found.unwrap_or_else(|| (ClientInfo::clone(&me), Vec::new()));
+            PayloadOut::SelfFetchResult {
+                client: &client,
+                subscriptions: &subscriptions,
+            }
+            .encode(Some(seq))
+        });
+    }
+
+    /// CLIENT_FETCH: one client's info and subscriptions.
+    fn client_fetch(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64, uuid: Uuid) {
+        let fetch = FetchClient(uuid);
+        self.ask(
+            ctx,
+            fetch,
+            seq,
+            ReplyOrder::Now,
+            move |_, found| match found {
+                Some((client, subscriptions)) => PayloadOut::ClientFetchResult {
+                    client: &client,
+                    subscriptions: &subscriptions,
+                }
+                .encode(Some(seq)),
+                None => PayloadOut::InvalidUuid { uuid }.encode(Some(seq)),
+            },
+        );
+    }
+
+    /// CLIENT_FETCH_ALL: every identified client.
+    fn client_fetch_all(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64) {
+        self.ask(
+            ctx,
+            FetchClients,
+            seq,
+            ReplyOrder::Now,
+            move |_, clients| {
+                PayloadOut::ClientFetchAllResult { clients: &clients }.encode(Some(seq))
+            },
+        );
+    }
+
+    /// SERVICE_FETCH: one service's info.
+    fn service_fetch(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64, service: String) {
+        let fetch = FetchService(service.clone());
+        self.ask(
+            ctx,
+            fetch,
+            seq,
+            ReplyOrder::Now,
+            move |_, found| match found {
+                Some(info) => PayloadOut::ServiceFetchResult { service: &info }.encode(Some(seq)),
+                None => PayloadOut::InvalidService { service: &service }.encode(Some(seq)),
+            },
+        );
+    }
+
+    /// SERVICE_FETCH_ALL: every service.
+    fn service_fetch_all(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64) {
+        self.ask(
+            ctx,
+            FetchServices,
+            seq,
+            ReplyOrder::Now,
+            move |_, services| {
+                PayloadOut::ServiceFetchAllResult {
+                    services: &services,
+                }
+                .encode(Some(seq))
+            },
+        );
+    }
+
+    /// SERVICE_CREATE: the creator keeps the new service's actor.
+    fn service_create(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        me: &ClientInfo,
+        seq: u64,
+        service: String,
+        nickname: Option<String>,
+    ) {
+        let s = Some(seq);
+        if !self.valid_service_name(&service) {
+            return self.answer(ctx, PayloadOut::Bad.encode(s));
+        }
+        let create = CreateService {
+            owner: me.uuid,
+            name: service,
+            nickname,
+        };
+        let order = ReplyOrder::BehindQueued;
+        self.ask(ctx, create, seq, order, move |act, created| match created {
+            Some(Creation::Created(info, addr)) => {
+                act.learn_service(&info.name, addr);
+                PayloadOut::ServiceCreateResult {
+                    successful: true,
+                    service: &info,
+                }
+                .encode(s)
+            }
+            Some(Creation::Exists(info)) => PayloadOut::ServiceCreateResult {
+                successful: false,
+                service: &info,
+            }
+            .encode(s),
+            Some(Creation::TooMany) => PayloadOut::Bad.encode(s),
+            None => PayloadOut::ErrorInternal {
+                desc: "client not identified",
+            }
+            .encode(s),
+        });
+    }
+
+    /// SERVICE_DELETE: only the owner may; it forgets the service's actor.
+    fn service_delete(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        me: &ClientInfo,
+        seq: u64,
+        service: String,
+    ) {
+        let delete = DeleteService {
+            requester: me.uuid,
+            name: service.clone(),
+        };
+        let (s, order) = (Some(seq), ReplyOrder::BehindQueued);
+        self.ask(ctx, delete, seq, order, move |act, deleted| match deleted {
+            Ok(info) => {
+                act.forget_service(&info.name);
+                PayloadOut::ServiceDeleteResult { service: &info }.encode(s)
+            }
+            Err(DeleteRefused::NotOwner) => PayloadOut::Bad.encode(s),
+            Err(DeleteRefused::NoSuchService) => {
+                PayloadOut::InvalidService { service: &service }.encode(s)
+            }
+        });
     }
 
     fn valid_service_name(&self, name: &str) -> bool {
@@ -412,6 +756,8 @@ impl ConciergeClient {
             && !name.chars().any(char::is_control)
     }
 
+    /// SELF_SUBSCRIBE / SELF_UNSUBSCRIBE: a subscriber keeps the service's
+    /// actor, one that unsubscribes forgets it.
     fn subscription(
         &mut self,
         ctx: &mut WebsocketContext<Self>,
@@ -426,26 +772,68 @@ impl ConciergeClient {
             subscribe,
         };
         let s = Some(seq);
-        self.ask(ctx, msg, seq, ReplyOrder::Now, move |result| match result {
-            Ok((successful, info)) if subscribe => PayloadOut::SelfSubscribeResult {
-                successful,
-                service: &info,
-            }
-            .encode(s),
-            Ok((successful, info)) => PayloadOut::SelfUnsubscribeResult {
-                successful,
-                service: &info,
-            }
-            .encode(s),
-            Err(SubscriptionRefused::TooMany) => PayloadOut::Bad.encode(s),
-            Err(SubscriptionRefused::NoSuchService) => {
-                PayloadOut::InvalidService { service: &service }.encode(s)
-            }
-        });
+        self.ask(
+            ctx,
+            msg,
+            seq,
+            ReplyOrder::Now,
+            move |act, result| match result {
+                Ok(change) if subscribe => {
+                    act.learn_service(&change.info.name, change.service);
+                    PayloadOut::SelfSubscribeResult {
+                        successful: change.changed,
+                        service: &change.info,
+                    }
+                    .encode(s)
+                }
+                Ok(change) => {
+                    act.forget_service(&change.info.name);
+                    PayloadOut::SelfUnsubscribeResult {
+                        successful: change.changed,
+                        service: &change.info,
+                    }
+                    .encode(s)
+                }
+                Err(SubscriptionRefused::TooMany) => PayloadOut::Bad.encode(s),
+                Err(SubscriptionRefused::NoSuchService) => {
+                    PayloadOut::InvalidService { service: &service }.encode(s)
+                }
+            },
+        );
     }
 
-    /// MESSAGE: resolve the target through the registry, then deliver
-    /// straight to the client, the service actor or the lobby.
+    /// A pipelined MESSAGE: straight to the service's actor; its reply is
+    /// owed until the outcome comes back.
+    fn relay(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        route: Route,
+        me: Arc<ClientInfo>,
+        seq: u64,
+        target: Target,
+        data: &RawValue,
+    ) {
+        let kind = service_target_kind(&target);
+        let (outcome, answer) = oneshot::channel();
+        let message = ClientMessage {
+            sender: me,
+            sender_conn: self.core.id(),
+            target,
+            data: data.to_owned(),
+        };
+        route.addr.do_send(Relay { message, outcome });
+        self.relaying_to = Some(Arc::clone(&route.name));
+        let relayed = RelayedMessage {
+            seq,
+            kind,
+            service: route.name,
+            outcome: answer,
+        };
+        self.owe(ctx, Owed::Relayed(relayed));
+    }
+
+    /// MESSAGE that is not pipelined (no reply is owed): to everyone, to one
+    /// client, or to a service the client holds no actor of yet.
     fn message(
         &mut self,
         ctx: &mut WebsocketContext<Self>,
@@ -454,22 +842,8 @@ impl ConciergeClient {
         target: Target,
         data: &RawValue,
     ) {
-        let s = Some(seq);
         match target {
-            Target::All => {
-                metrics().concierge.message("ALL");
-                let frame = encode_message(&me, None, &target, data);
-                let queued = self.lobby.send(Announce(Frames::One(frame.into())));
-                self.settle(ctx, async move {
-                    match queued.await {
-                        Ok(()) => PayloadOut::Ok.encode(s),
-                        Err(_) => PayloadOut::ErrorInternal {
-                            desc: "broker unavailable",
-                        }
-                        .encode(s),
-                    }
-                });
-            }
+            Target::All => self.message_all(ctx, &me, seq, &target, data),
             Target::Name { ref name } => {
                 let (find, kind) = (FindClient(ClientRef::Name(name.clone())), "NAME");
                 self.direct(ctx, &me, seq, kind, find, target, data);
@@ -479,45 +853,78 @@ impl ConciergeClient {
                 self.direct(ctx, &me, seq, kind, find, target, data);
             }
             Target::Service { ref service } | Target::ServiceClientUuid { ref service, .. } => {
-                let kind = match target {
-                    Target::Service { .. } => "SERVICE",
-                    _ => "SERVICE_CLIENT_UUID",
-                };
                 let name = service.clone();
-                let publish = Publish {
-                    sender: me,
-                    sender_conn: self.core.id(),
-                    target,
-                    data: data.to_owned(),
-                };
-                let registry = self.registry.clone();
-                let route = async move {
-                    let service = registry
-                        .send(FindService(name.clone()))
-                        .await
-                        .ok()
-                        .flatten();
-                    let outcome = match service {
-                        Some(service) => service.send(publish).await.ok(),
-                        None => None,
-                    };
-                    match outcome {
-                        Some(Ok(())) => {
-                            metrics().concierge.message(kind);
-                            PayloadOut::Ok.encode(s)
-                        }
-                        Some(Err(PublishRefused::NotAllowed)) => PayloadOut::Bad.encode(s),
-                        Some(Err(PublishRefused::NoSuchSubscriber(uuid))) => {
-                            PayloadOut::InvalidUuid { uuid }.encode(s)
-                        }
-                        Some(Err(PublishRefused::Deleted)) | None => {
-                            PayloadOut::InvalidService { service: &name }.encode(s)
-                        }
-                    }
-                };
-                self.settle(ctx, route);
+                self.first_to_service(ctx, me, seq, name, target, data)
             }
         }
+    }
+
+    /// MESSAGE to ALL, the sender included: `OK` once every copy is queued.
+    fn message_all(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        me: &ClientInfo,
+        seq: u64,
+        target: &Target,
+        data: &RawValue,
+    ) {
+        metrics().concierge.message("ALL");
+        let frame = encode_message(me, None, target, data);
+        let queued = self.lobby.send(Announce(Frames::One(frame.into())));
+        self.settle(ctx, async move {
+            match queued.await {
+                Ok(()) => PayloadOut::Ok.encode(Some(seq)),
+                Err(_) => PayloadOut::ErrorInternal {
+                    desc: "broker unavailable",
+                }
+                .encode(Some(seq)),
+            }
+        });
+    }
+
+    /// A MESSAGE to a service the client holds no actor of: the registry
+    /// finds the actor, the message goes there, and a client the service
+    /// accepted the message from keeps the actor for its next ones.
+    fn first_to_service(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        me: Arc<ClientInfo>,
+        seq: u64,
+        name: String,
+        target: Target,
+        data: &RawValue,
+    ) {
+        let kind = service_target_kind(&target);
+        let message = ClientMessage {
+            sender: me,
+            sender_conn: self.core.id(),
+            target,
+            data: data.to_owned(),
+        };
+        let registry = self.registry.clone();
+        let route = async move {
+            let found = registry
+                .send(FindService(name.clone()))
+                .await
+                .ok()
+                .flatten();
+            let outcome = match &found {
+                Some(addr) => relay_once(addr, message).await,
+                None => None,
+            };
+            (name, found, outcome)
+        };
+        ctx.wait(
+            route
+                .into_actor(self)
+                .map(move |(name, found, outcome), act, ctx| {
+                    if let (Some(addr), Some(RelayOutcome::Delivered)) = (&found, &outcome) {
+                        act.learn_service(&name, addr.downgrade());
+                    }
+                    let frame = relay_reply(outcome, seq, kind, &name);
+                    act.write_reply(ctx, frame, ReplyOrder::BehindQueued);
+                }),
+        );
     }
 
     /// A MESSAGE to one client by name or uuid: encoded here, handed to the
@@ -572,6 +979,41 @@ impl ConciergeClient {
     }
 }
 
+/// The metrics label of a MESSAGE through a service.
+fn service_target_kind(target: &Target) -> &'static str {
+    match target {
+        Target::ServiceClientUuid { .. } => "SERVICE_CLIENT_UUID",
+        _ => "SERVICE",
+    }
+}
+
+/// Sends one MESSAGE to a service's actor and waits for its outcome; `None`
+/// when the actor stopped before answering.
+async fn relay_once(service: &Addr<Service>, message: ClientMessage) -> Option<RelayOutcome> {
+    let (outcome, answer) = oneshot::channel();
+    service.do_send(Relay { message, outcome });
+    answer.await.ok()
+}
+
+/// The reply to a MESSAGE through a service, from its outcome (`None`: no
+/// such service, or its actor stopped before answering).
+fn relay_reply(outcome: Option<RelayOutcome>, seq: u64, kind: &str, service: &str) -> String {
+    let s = Some(seq);
+    match outcome {
+        Some(RelayOutcome::Delivered) => {
+            metrics().concierge.message(kind);
+            PayloadOut::Ok.encode(s)
+        }
+        Some(RelayOutcome::Refused(PublishRefused::NotAllowed)) => PayloadOut::Bad.encode(s),
+        Some(RelayOutcome::Refused(PublishRefused::NoSuchSubscriber(uuid))) => {
+            PayloadOut::InvalidUuid { uuid }.encode(s)
+        }
+        Some(RelayOutcome::Refused(PublishRefused::Deleted) | RelayOutcome::Deleted(_)) | None => {
+            PayloadOut::InvalidService { service }.encode(s)
+        }
+    }
+}
+
 impl WsConnection for ConciergeClient {
     fn core(&mut self) -> &mut ConnectionCore {
         &mut self.core
@@ -614,24 +1056,25 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for ConciergeClient {
         };
         match (inbound, me) {
             (Inbound::Text(text), None) => self.identify(ctx, &text),
-            (Inbound::Text(text), Some(me)) => self.payload(ctx, me, &text),
+            (Inbound::Text(text), Some(me)) => self.payload(ctx, me, text),
             (Inbound::Binary(_), None) => {
                 self.close(ctx, close::FATAL_DECODE, "IDENTIFY must be a text frame")
             }
-            (Inbound::Binary(_), Some(_)) => self.reply(
-                ctx,
-                PayloadOut::ErrorProtocol {
+            (Inbound::Binary(_), Some(_)) => {
+                let refusal = PayloadOut::ErrorProtocol {
                     desc: "binary frames are not part of this protocol",
-                },
-                None,
-            ),
-            (Inbound::RateLimited { .. }, None) => self.close(ctx, 1008, "rate limit exceeded"),
+                };
+                self.answer(ctx, refusal.encode(None));
+            }
+            (Inbound::RateLimited { .. }, None) => {
+                self.core.close(ctx, &Disconnect::rate_limited())
+            }
             (Inbound::RateLimited { text }, Some(_)) => {
                 let seq = text.then(|| self.take_seq());
                 let refusal = PayloadOut::ErrorProtocol {
                     desc: "rate limit exceeded",
                 };
-                self.reply(ctx, refusal, seq);
+                self.answer(ctx, refusal.encode(seq));
                 self.core.close_if_abusive(ctx);
             }
         }

@@ -3,7 +3,10 @@
 //!
 //! Every change goes through here, in one actor, so names are claimed
 //! atomically and every fetch sees one consistent state; the service actors
-//! and the lobby only deliver. Announcements are encoded here once and
+//! and the lobby only deliver. The registry is the directory only: a client's
+//! MESSAGEs to a service go straight to the service's actor, whose address
+//! the client gets here once (when it creates or subscribes to the service,
+//! or by [`FindService`]). Announcements are encoded here once and
 //! handed to the lobby or the service that fans them out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -11,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use actix::WeakAddr;
 use uuid::Uuid;
 
 use super::service::{AddSubscriber, Deleted, RemoveSubscriber, Service};
@@ -325,8 +329,10 @@ impl Handler<Leave> for Registry {
 
 /// The result of [`CreateService`].
 pub enum Creation {
-    /// A new service (announced to everyone).
-    Created(ServiceInfo),
+    /// A new service (announced to everyone), and its actor, which the owner
+    /// keeps to send its MESSAGEs straight there (weakly: the service stops
+    /// once it is deleted, whoever still remembers it).
+    Created(ServiceInfo, WeakAddr<Service>),
     /// A service of that name exists already.
     Exists(ServiceInfo),
     /// The client holds `limits.max_rooms_per_client` services already (BAD).
@@ -369,6 +375,7 @@ impl Handler<CreateService> for Registry {
         let addr = Supervisor::start_in_arbiter(&dir.pool.next(), move |_| {
             Service::new(header, member, evict_after)
         });
+        let weak = addr.downgrade();
         owner.owned.insert(info.name.clone());
         dir.services.insert(
             info.name.clone(),
@@ -382,7 +389,7 @@ impl Handler<CreateService> for Registry {
             successful: true,
             service: &info,
         };
-        dir.announce_then(created, Some(Creation::Created(info.clone())))
+        dir.announce_then(created, Some(Creation::Created(info.clone(), weak)))
     }
 }
 
@@ -432,10 +439,20 @@ pub enum SubscriptionRefused {
     TooMany,
 }
 
-/// Subscribes (`subscribe: true`) or unsubscribes a client. Answers whether
-/// anything changed (the `successful` flag) and the service's info after.
+/// What a [`Subscription`] did.
+pub struct SubscriptionChange {
+    /// Whether anything changed (the reply's `successful` flag).
+    pub changed: bool,
+    /// The service's info after the change.
+    pub info: ServiceInfo,
+    /// The service's actor, which a subscriber keeps to send its MESSAGEs
+    /// straight there (weakly: the service stops once it is deleted).
+    pub service: WeakAddr<Service>,
+}
+
+/// Subscribes (`subscribe: true`) or unsubscribes a client.
 #[derive(Message)]
-#[rtype(result = "Result<(bool, ServiceInfo), SubscriptionRefused>")]
+#[rtype(result = "Result<SubscriptionChange, SubscriptionRefused>")]
 pub struct Subscription {
     /// The client.
     pub uuid: Uuid,
@@ -446,7 +463,7 @@ pub struct Subscription {
 }
 
 impl Handler<Subscription> for Registry {
-    type Result = Result<(bool, ServiceInfo), SubscriptionRefused>;
+    type Result = Result<SubscriptionChange, SubscriptionRefused>;
     fn handle(&mut self, msg: Subscription, _: &mut Self::Context) -> Self::Result {
         let dir = &mut self.concierge;
         let service = dir
@@ -494,7 +511,11 @@ impl Handler<Subscription> for Registry {
                 });
             }
         }
-        Ok((changed, service.info.clone()))
+        Ok(SubscriptionChange {
+            changed,
+            info: service.info.clone(),
+            service: service.addr.downgrade(),
+        })
     }
 }
 
@@ -583,7 +604,8 @@ impl Handler<FindClient> for Registry {
     }
 }
 
-/// The actor of a service, for a MESSAGE through it.
+/// The actor of a service: for a client's first MESSAGE through a service it
+/// holds no address of, and for the publish API.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<Service>>")]
 pub struct FindService(pub String);

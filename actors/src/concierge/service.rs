@@ -3,14 +3,16 @@
 //! The registry decides who is subscribed (it is the authority every fetch
 //! reads) and tells the service, which keeps the delivery side: the owner's
 //! and the subscribers' handles. A MESSAGE through the service comes straight
-//! from the sender's connection, is encoded once here with the service as its
-//! origin, and goes out through the fan-out helper.
+//! from the sender's connection (a [`Relay`], never through the registry), is
+//! encoded once here with the service as its origin, and goes out through the
+//! fan-out helper; its outcome goes back to the sender on its own channel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use actix::prelude::*;
 use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::wire::{encode_message, ClientInfo, ServiceInfo, Target};
@@ -143,9 +145,7 @@ pub enum PublishRefused {
 }
 
 /// A MESSAGE whose target is this service (`SERVICE` or `SERVICE_CLIENT_UUID`).
-#[derive(Message)]
-#[rtype(result = "Result<(), PublishRefused>")]
-pub struct Publish {
+pub struct ClientMessage {
     /// Who sent it.
     pub sender: Arc<ClientInfo>,
     /// The sender's connection (subscribers are known by connection).
@@ -156,12 +156,51 @@ pub struct Publish {
     pub data: Box<RawValue>,
 }
 
-impl Handler<Publish> for Service {
-    type Result = Result<(), PublishRefused>;
-    fn handle(&mut self, msg: Publish, _: &mut Self::Context) -> Self::Result {
-        if self.deleted {
-            return Err(PublishRefused::Deleted);
-        }
+/// What became of a [`Relay`].
+pub enum RelayOutcome {
+    /// Handed to its recipients (OK).
+    Delivered,
+    /// Refused; the reply says why.
+    Refused(PublishRefused),
+    /// The service was deleted before the message reached it. The message
+    /// comes back so that the sender can look the name up again: a service
+    /// of the same name may have been created since.
+    Deleted(ClientMessage),
+}
+
+/// A client's MESSAGE sent straight from its connection (the registry is
+/// not asked). It is sent with `do_send`, which enqueues at once even when
+/// the mailbox is full, so one client's messages reach the service in the
+/// order it sent them; the outcome comes back on `outcome`, so the client
+/// can keep sending while earlier outcomes are on their way.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Relay {
+    /// The message.
+    pub message: ClientMessage,
+    /// Where the outcome goes.
+    pub outcome: oneshot::Sender<RelayOutcome>,
+}
+
+impl Handler<Relay> for Service {
+    type Result = ();
+    fn handle(&mut self, Relay { message, outcome }: Relay, _: &mut Self::Context) {
+        let result = if self.deleted {
+            RelayOutcome::Deleted(message)
+        } else {
+            match self.relay(&message) {
+                Ok(()) => RelayOutcome::Delivered,
+                Err(refused) => RelayOutcome::Refused(refused),
+            }
+        };
+        // The sender may have gone meanwhile; nobody is left to answer.
+        let _ = outcome.send(result);
+    }
+}
+
+impl Service {
+    /// Delivers one client's message by the ownership rules.
+    fn relay(&mut self, msg: &ClientMessage) -> Result<(), PublishRefused> {
         let from_owner = msg.sender.uuid == self.header.owner_uuid;
         let frame = || {
             Frames::One(

@@ -37,27 +37,9 @@ pub const PROTOCOL_VERSION: &str = "0.2.0";
 /// WebSocket subprotocol clients request and the server echoes.
 pub const SUBPROTOCOL: &str = "ert-concierge";
 
-/// WebSocket close codes of the protocol.
-pub mod close {
-    /// Internal server error.
-    pub const UNKNOWN: u16 = 4000;
-    /// The first payload could not be decoded.
-    pub const FATAL_DECODE: u16 = 4002;
-    /// A payload other than `IDENTIFY` was sent before identification.
-    pub const NO_AUTH: u16 = 4003;
-    /// No `IDENTIFY` arrived within the identification timeout.
-    pub const AUTH_FAILED: u16 = 4004;
-    /// The requested name is already taken by a connected client.
-    pub const DUPLICATE_AUTH: u16 = 4005;
-    /// The secret is missing or does not match the gateway's.
-    pub const BAD_SECRET: u16 = 4006;
-    /// The client's version is unparseable or not compatible with the gateway.
-    pub const BAD_VERSION: u16 = 4007;
-    /// The requested name is not a valid client name (see [`super::valid_client_name`]).
-    pub const BAD_NAME: u16 = 4008;
-    /// The client stayed silent longer than the heartbeat timeout.
-    pub const HEARTBEAT_TIMEOUT: u16 = 4009;
-}
+/// The concierge's close codes, kept in the broker's
+/// [close-code table](crate::close::concierge).
+pub use crate::close::concierge as close;
 
 /// Public description of a connected client, as carried by fetch results and broadcasts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

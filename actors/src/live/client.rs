@@ -13,13 +13,13 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
 
 use super::presence::{Arrive, Depart, Notify, NowPlaying, OnlineCount, Presence, Statuses};
+use super::store::{
+    ChangeFriends, FriendChange, IncomingFriendRequests, LiveFriends, LiveUserSeen,
+};
 use super::wire::{Friend, Reply, Request, RequestKind};
 use super::{FriendError, LiveUser, SentRequest};
 use crate::connection::{ConnectionCore, Frames, Inbound, WsConnection};
-use crate::store::{
-    ChangeFriends, FriendChange, IncomingFriendRequests, LiveFriends, LiveUserSeen, StoreError,
-    StoreHandle,
-};
+use crate::store::{StoreError, StoreHandle};
 
 /// One connection of a live user.
 pub struct LiveClient {
@@ -79,20 +79,41 @@ impl LiveClient {
     }
 
     /// Runs `work` (store and presence round trips) and writes the frame it
-    /// makes; the actor handles nothing else meanwhile.
+    /// makes, if any, or the failure as `error`; the actor handles nothing
+    /// else meanwhile, so replies keep the order of the requests.
     fn answer<F>(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>, work: F)
     where
-        F: std::future::Future<Output = Result<String, Failure>> + 'static,
+        F: std::future::Future<Output = Result<Option<String>, Failure>> + 'static,
     {
         ctx.wait(work.into_actor(self).map(move |result, act, ctx| {
-            let frame = result.unwrap_or_else(|failure| {
-                if let Failure::Internal(detail) = &failure {
-                    log::error!("live request of {} failed: {detail}", act.me.id);
+            let frame = match result {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(failure) => {
+                    if let Failure::Internal(detail) = &failure {
+                        log::error!("live request of {} failed: {detail}", act.me.id);
+                    }
+                    Reply::Error(&failure.to_string()).encode(id.as_deref())
                 }
-                Reply::Error(&failure.to_string()).encode(id.as_deref())
-            });
+            };
             act.core.write(ctx, Frames::One(frame.into()));
         }));
+    }
+
+    /// The request's `message`, which this kind needs (`what` it holds);
+    /// answers `error` when it is missing.
+    fn required(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        message: Option<String>,
+        what: &str,
+        id: Option<&str>,
+    ) -> Option<String> {
+        if message.is_none() {
+            let reason = format!("`message` ({what}) is required");
+            self.reply(ctx, Reply::Error(&reason), id);
+        }
+        message
     }
 
     fn request(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
@@ -101,117 +122,148 @@ impl LiveClient {
             Err(bad) => return self.reply(ctx, Reply::Error(&bad.reason), bad.id.as_deref()),
         };
         let Request { kind, message, id } = request;
-        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
-        let needs_message = |what: &str| format!("`message` ({what}) is required");
         match kind {
             RequestKind::Ping => self.reply(ctx, Reply::Pong, id.as_deref()),
-            RequestKind::Get => {
-                let reply_id = id.clone();
-                self.answer(ctx, id, async move {
-                    let count = presence.send(OnlineCount).await?;
-                    Ok(Reply::Count(count).encode(reply_id.as_deref()))
-                })
-            }
-            RequestKind::NowPlaying => {
-                let Some(game) = message else {
-                    let reason = needs_message("the game");
-                    return self.reply(ctx, Reply::Error(&reason), id.as_deref());
-                };
-                let work = async move {
-                    let friends = friend_ids(&store, &me.id).await?;
-                    presence.do_send(NowPlaying {
-                        user_id: me.id.clone(),
-                        name: me.name.clone(),
-                        game,
-                        friends,
-                    });
-                    Ok::<_, Failure>(())
-                };
-                // No reply unless it failed.
-                ctx.wait(work.into_actor(self).map(move |done, act, ctx| {
-                    if let Err(failure) = done {
-                        log::error!("now-playing of {} failed: {failure:?}", act.me.id);
-                        act.reply(ctx, Reply::Error("internal error"), id.as_deref());
-                    }
-                }));
-            }
-            RequestKind::SendFriendRequest => {
-                let Some(username) = message else {
-                    let reason = needs_message("a username");
-                    return self.reply(ctx, Reply::Error(&reason), id.as_deref());
-                };
-                let reply_id = id.clone();
-                self.answer(ctx, id, async move {
-                    let change = ChangeFriends::Request {
-                        from: me.id.clone(),
-                        to_username: username,
-                    };
-                    match store.send(change).await??? {
-                        FriendChange::Sent(SentRequest::Pending(to)) => {
-                            presence.do_send(Notify::request(to, &me.name))
-                        }
-                        FriendChange::Sent(SentRequest::BecameFriends(to)) => {
-                            presence.do_send(Notify::accepted(to, &me.name))
-                        }
-                        FriendChange::Done => {}
-                    }
-                    Ok(Reply::Success.encode(reply_id.as_deref()))
-                })
-            }
+            RequestKind::Get => self.online_count(ctx, id),
+            RequestKind::NowPlaying => self.now_playing(ctx, message, id),
+            RequestKind::SendFriendRequest => self.send_friend_request(ctx, message, id),
             RequestKind::AcceptFriendRequest
             | RequestKind::RejectFriendRequest
-            | RequestKind::RemoveFriend => {
-                let Some(other) = message else {
-                    let reason = needs_message("a user id");
-                    return self.reply(ctx, Reply::Error(&reason), id.as_deref());
-                };
-                let change = match kind {
-                    RequestKind::RemoveFriend => ChangeFriends::Remove {
-                        me: me.id.clone(),
-                        other: other.clone(),
-                    },
-                    _ => ChangeFriends::Answer {
-                        me: me.id.clone(),
-                        requester: other.clone(),
-                        accept: kind == RequestKind::AcceptFriendRequest,
-                    },
-                };
-                let reply_id = id.clone();
-                self.answer(ctx, id, async move {
-                    store.send(change).await???;
-                    if kind == RequestKind::AcceptFriendRequest {
-                        presence.do_send(Notify::accepted(other, &me.name));
-                    }
-                    Ok(Reply::Success.encode(reply_id.as_deref()))
-                })
-            }
-            RequestKind::GetFriendRequests => {
-                let reply_id = id.clone();
-                self.answer(ctx, id, async move {
-                    let requests = store.send(IncomingFriendRequests(me.id.clone())).await??;
-                    Ok(Reply::FriendRequests(&requests).encode(reply_id.as_deref()))
-                })
-            }
-            RequestKind::GetFriends => {
-                let reply_id = id.clone();
-                self.answer(ctx, id, async move {
-                    let friends = store.send(LiveFriends(me.id.clone())).await??;
-                    let ids = friends.iter().map(|(id, _)| id.clone()).collect();
-                    let statuses = presence.send(Statuses(ids)).await?;
-                    let friends: Vec<Friend> = friends
-                        .into_iter()
-                        .zip(statuses)
-                        .map(|((user_id, username), (online, playing))| Friend {
-                            user_id,
-                            username,
-                            online,
-                            playing,
-                        })
-                        .collect();
-                    Ok(Reply::Friends(&friends).encode(reply_id.as_deref()))
-                })
-            }
+            | RequestKind::RemoveFriend => self.change_friendship(ctx, kind, message, id),
+            RequestKind::GetFriendRequests => self.friend_requests(ctx, id),
+            RequestKind::GetFriends => self.friends(ctx, id),
         }
+    }
+
+    /// `get`: how many users are online.
+    fn online_count(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>) {
+        let (presence, reply_id) = (self.presence.clone(), id.clone());
+        self.answer(ctx, id, async move {
+            let count = presence.send(OnlineCount).await?;
+            Ok(Some(Reply::Count(count).encode(reply_id.as_deref())))
+        })
+    }
+
+    /// `now playing {message: game}`: the online friends get a popup; no
+    /// reply unless it failed.
+    fn now_playing(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        message: Option<String>,
+        id: Option<String>,
+    ) {
+        let Some(game) = self.required(ctx, message, "the game", id.as_deref()) else {
+            return;
+        };
+        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        self.answer(ctx, id, async move {
+            let friends = friend_ids(&store, &me.id).await?;
+            presence.do_send(NowPlaying {
+                user_id: me.id.clone(),
+                name: me.name.clone(),
+                game,
+                friends,
+            });
+            Ok(None)
+        })
+    }
+
+    /// `send friend request {message: username}`: pending for the target,
+    /// or a friendship if the target had asked first; the target is told.
+    fn send_friend_request(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        message: Option<String>,
+        id: Option<String>,
+    ) {
+        let Some(username) = self.required(ctx, message, "a username", id.as_deref()) else {
+            return;
+        };
+        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        let reply_id = id.clone();
+        self.answer(ctx, id, async move {
+            let change = ChangeFriends::Request {
+                from: me.id.clone(),
+                to_username: username,
+            };
+            match store.send(change).await??? {
+                FriendChange::Sent(SentRequest::Pending(to)) => {
+                    presence.do_send(Notify::request(to, &me.name))
+                }
+                FriendChange::Sent(SentRequest::BecameFriends(to)) => {
+                    presence.do_send(Notify::accepted(to, &me.name))
+                }
+                FriendChange::Done => {}
+            }
+            Ok(Some(Reply::Success.encode(reply_id.as_deref())))
+        })
+    }
+
+    /// `accept` / `reject friend request` and `remove friend` (`message`:
+    /// the other user's id); an accepted requester is told.
+    fn change_friendship(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        kind: RequestKind,
+        message: Option<String>,
+        id: Option<String>,
+    ) {
+        let Some(other) = self.required(ctx, message, "a user id", id.as_deref()) else {
+            return;
+        };
+        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        let change = match kind {
+            RequestKind::RemoveFriend => ChangeFriends::Remove {
+                me: me.id.clone(),
+                other: other.clone(),
+            },
+            _ => ChangeFriends::Answer {
+                me: me.id.clone(),
+                requester: other.clone(),
+                accept: kind == RequestKind::AcceptFriendRequest,
+            },
+        };
+        let reply_id = id.clone();
+        self.answer(ctx, id, async move {
+            store.send(change).await???;
+            if kind == RequestKind::AcceptFriendRequest {
+                presence.do_send(Notify::accepted(other, &me.name));
+            }
+            Ok(Some(Reply::Success.encode(reply_id.as_deref())))
+        })
+    }
+
+    /// `get friend requests`: the incoming pending ones.
+    fn friend_requests(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>) {
+        let (me, store, reply_id) = (self.me.clone(), self.store.clone(), id.clone());
+        self.answer(ctx, id, async move {
+            let requests = store.send(IncomingFriendRequests(me.id.clone())).await??;
+            Ok(Some(
+                Reply::FriendRequests(&requests).encode(reply_id.as_deref()),
+            ))
+        })
+    }
+
+    /// `get friends`: each with whether it is online and what it plays.
+    fn friends(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>) {
+        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        let reply_id = id.clone();
+        self.answer(ctx, id, async move {
+            let friends = store.send(LiveFriends(me.id.clone())).await??;
+            let ids = friends.iter().map(|(id, _)| id.clone()).collect();
+            let statuses = presence.send(Statuses(ids)).await?;
+            let friends: Vec<Friend> = friends
+                .into_iter()
+                .zip(statuses)
+                .map(|((user_id, username), (online, playing))| Friend {
+                    user_id,
+                    username,
+                    online,
+                    playing,
+                })
+                .collect();
+            Ok(Some(Reply::Friends(&friends).encode(reply_id.as_deref())))
+        })
     }
 }
 
@@ -251,13 +303,8 @@ impl Actor for LiveClient {
         ctx.wait(arrive.into_actor(self).map(|arrived, act, ctx| {
             if let Err(failure) = arrived {
                 log::error!("live user {} could not come online: {failure:?}", act.me.id);
-                act.core.close(
-                    ctx,
-                    &crate::connection::Disconnect {
-                        code: 1011,
-                        reason: "internal error".into(),
-                    },
-                );
+                act.core
+                    .close(ctx, &crate::connection::Disconnect::internal_error());
             }
         }));
     }

@@ -11,6 +11,7 @@
 
 mod client;
 mod presence;
+pub mod store;
 pub mod wire;
 
 pub use client::LiveClient;

@@ -21,6 +21,7 @@ use actix::prelude::*;
 use uuid::Uuid;
 
 use super::room::Room;
+use super::store::{PendingInvites, SaveRoom};
 use super::wire::Event;
 use super::{Grant, Refusal, StoredRoom};
 use crate::connection::{ConnId, Frames, MemberHandle};
@@ -28,7 +29,7 @@ use crate::fanout::FanOut;
 use crate::metrics::metrics;
 use crate::pool::ArbiterPool;
 use crate::registry::Registry;
-use crate::store::{PendingInvites, SaveRoom, StoreError, StoreHandle};
+use crate::store::{StoreError, StoreHandle};
 use crate::Protocol;
 
 /// The rooms directory, held by the registry.

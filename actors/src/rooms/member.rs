@@ -3,26 +3,54 @@
 //! On start it sends `session {key, user_id}`; every keyed command must carry
 //! that key. The server's liveness check is the protocol's own: `ping
 //! {time}` every `ping_interval`, and a client that does not answer `pong`
-//! with the same `time` within `pong_timeout` is disconnected. Commands are
-//! handled one at a time, so replies keep their order.
+//! with the same `time` within `pong_timeout` is disconnected.
+//!
+//! In-room commands (`message`, `read`, `exit`, `invite`, `kick`) go straight
+//! to the room's address when the connection is in that room, without the
+//! registry, and without waiting for the room: they are queued in the room's
+//! mailbox in the order they came and the connection goes on reading. Success
+//! shows as the room's own broadcast; a refusal is queued by the room to this
+//! connection's outbox, so both keep the room's order. A command to another
+//! room than the outstanding ones, and a reply of the connection's own
+//! (`pong`, bad input), wait until the outstanding commands are done, so
+//! everything the client gets keeps the order of its commands. A room the
+//! connection is not in is looked up in the registry first, with reading
+//! paused, which keeps the refusals of before (`unknown room`, `you have not
+//! entered this room`). `create` and `enter` also wait for the outstanding
+//! commands, then handle nothing else until they are done, since they change
+//! the rooms the connection is in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
+use bytestring::ByteString;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::directory::{CreateRoom, Creator, DeliverInvite, FindRoom, UserOffline, UserOnline};
-use super::room::{Enter, Exit, Invite, IsMember, Kick, Kicker, MarkRead, Room, Say};
+use super::room::{
+    Answer, EnterRoom, ExitRoom, InRoomCommand, Invite, IsMember, Kick, Kicker, MarkRead,
+    PostMessage, QueuedCommand, Room,
+};
 use super::wire::{Command, Event};
 use super::{now_ms, Refusal, RoomsSettings};
 use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
+use crate::outbox::Outbox;
 use crate::registry::Registry;
 
 /// Longest room name.
 const MAX_ROOM_NAME: usize = 100;
+
+/// In-room commands a connection may have handed to rooms without their
+/// answers; at this many it stops reading until one is answered, so a
+/// client that sends faster than its rooms handle cannot queue without end.
+const MAX_UNANSWERED: usize = 64;
 
 /// One connection of a rooms user.
 pub struct RoomsClient {
@@ -31,15 +59,105 @@ pub struct RoomsClient {
     key: String,
     registry: Addr<Registry>,
     settings: Arc<RoomsSettings>,
-    /// Rooms this connection entered (the rooms are the authority; this is
-    /// for leaving them when the connection ends).
+    /// Rooms this connection entered: where its in-room commands go, and
+    /// which rooms it leaves when it ends (the rooms are the authority: a
+    /// kick or a slow-consumer removal leaves a stale entry here, which the
+    /// room answers as not in the room).
     entered: HashMap<Uuid, Addr<Room>>,
     /// The `time` of the server ping not yet answered.
     awaiting_pong: Option<i64>,
+    /// Where the rooms queue their refusals to this connection (its outbox,
+    /// once started).
+    outbox: Option<Outbox>,
+    /// In-room commands handed to rooms and not done yet, in command order.
+    unanswered: VecDeque<Unanswered>,
+    /// Whether an [`AwaitAnswers`] is spawned to take the answers.
+    awaiting_answers: bool,
 }
 
-/// What a command's round trip came to.
-type Outcome = Result<Option<String>, Refusal>;
+/// An in-room command handed to a room and not done yet.
+struct Unanswered {
+    /// The room it went to.
+    room: Uuid,
+    answer: oneshot::Receiver<Answer>,
+    /// Delivered once the room has carried the command out.
+    then: Option<DeliverInvite>,
+}
+
+/// Takes the rooms' answers in command order as they arrive; done once
+/// fewer than `below` are outstanding.
+struct AwaitAnswers {
+    below: usize,
+    /// Whether this is the one spawned to take every answer (it clears
+    /// `awaiting_answers` when done), not one waited on.
+    spawned: bool,
+}
+
+impl AwaitAnswers {
+    /// Spawned to take every answer as it comes.
+    const ALL: AwaitAnswers = AwaitAnswers {
+        below: 1,
+        spawned: true,
+    };
+
+    /// Waited on until fewer than `below` answers are outstanding.
+    fn until_below(below: usize) -> AwaitAnswers {
+        AwaitAnswers {
+            below,
+            spawned: false,
+        }
+    }
+}
+
+impl ActorFuture<RoomsClient> for AwaitAnswers {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        client: &mut RoomsClient,
+        ctx: &mut WebsocketContext<RoomsClient>,
+        task: &mut Context<'_>,
+    ) -> Poll<()> {
+        while client.unanswered.len() >= self.below.max(1) {
+            let Some(front) = client.unanswered.front_mut() else {
+                break;
+            };
+            let Poll::Ready(answer) = Pin::new(&mut front.answer).poll(task) else {
+                return Poll::Pending;
+            };
+            let then = client.unanswered.pop_front().and_then(|done| done.then);
+            match answer {
+                Ok(Answer::Done) => {
+                    if let Some(invite) = then {
+                        client.registry.do_send(invite);
+                    }
+                }
+                Ok(Answer::Refused) => {}
+                Ok(Answer::RefusedUnqueued(refusal)) => client.write_error(ctx, refusal),
+                // The room stopped without answering.
+                Err(_) => client.write_error(ctx, Refusal::Internal),
+            }
+        }
+        if self.spawned {
+            client.awaiting_answers = false;
+        }
+        Poll::Ready(())
+    }
+}
+
+/// The actor of `room_id`, from the registry.
+async fn find(registry: Addr<Registry>, room_id: Uuid) -> Result<Addr<Room>, Refusal> {
+    registry
+        .send(FindRoom(room_id))
+        .await
+        .ok()
+        .flatten()
+        .ok_or(Refusal::UnknownRoom)
+}
+
+fn failed(_: MailboxError) -> Refusal {
+    Refusal::Internal
+}
 
 impl RoomsClient {
     /// A connection of the authenticated `user`.
@@ -58,16 +176,48 @@ impl RoomsClient {
             settings,
             entered: HashMap::new(),
             awaiting_pong: None,
+            outbox: None,
+            unanswered: VecDeque::new(),
+            awaiting_answers: false,
         }
     }
 
+    /// Writes `event` now, ahead of anything queued (the `session` frame,
+    /// server pings, `created`).
     fn send(&mut self, ctx: &mut WebsocketContext<Self>, event: Event<'_>) {
         let frame = event.encode();
         self.core.write(ctx, Frames::One(frame.into()));
     }
 
+    /// Writes `frame` after what the rooms queued for this connection.
+    fn write_in_turn(&mut self, ctx: &mut WebsocketContext<Self>, frame: ByteString) {
+        self.core.write_behind_queued(ctx, Frames::One(frame));
+    }
+
+    fn write_error(&mut self, ctx: &mut WebsocketContext<Self>, refusal: Refusal) {
+        let frame = Event::Error {
+            message: &refusal.to_string(),
+        }
+        .encode();
+        self.write_in_turn(ctx, frame.into());
+    }
+
+    /// Writes a reply of the connection's own in its turn: after every
+    /// outstanding command is done and what it caused is written.
+    fn reply(&mut self, ctx: &mut WebsocketContext<Self>, event: Event<'_>) {
+        let frame = ByteString::from(event.encode());
+        if self.unanswered.is_empty() {
+            self.write_in_turn(ctx, frame);
+        } else {
+            let write = fut::ready(()).map(move |(), act: &mut Self, ctx| {
+                act.write_in_turn(ctx, frame);
+            });
+            self.after_answers(ctx, write);
+        }
+    }
+
     fn error(&mut self, ctx: &mut WebsocketContext<Self>, message: &str) {
-        self.send(ctx, Event::Error { message });
+        self.reply(ctx, Event::Error { message });
     }
 
     /// Sends a ping and arms its deadline.
@@ -80,38 +230,103 @@ impl RoomsClient {
         self.send(ctx, Event::Ping { time });
         ctx.run_later(self.settings.pong_timeout, move |act, ctx| {
             if act.awaiting_pong == Some(time) {
-                act.core.close(
-                    ctx,
-                    &Disconnect {
-                        code: 1001,
-                        reason: "no pong in time".into(),
-                    },
-                );
+                act.core.close(ctx, &Disconnect::no_pong());
             }
         });
     }
 
-    /// Runs a room round trip and writes what it came to: nothing, a frame
-    /// of its own, or the refusal as `error`.
-    fn settle<F>(&mut self, ctx: &mut WebsocketContext<Self>, work: F)
-    where
-        F: std::future::Future<Output = Outcome> + 'static,
+    /// Hands an in-room command to the room `room` without waiting for it
+    /// (a refusal comes back through this connection's outbox). Stops
+    /// reading while [`MAX_UNANSWERED`] commands are outstanding.
+    fn queue<M>(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        (room_id, room): (Uuid, &Addr<Room>),
+        command: M,
+        then: Option<DeliverInvite>,
+    ) where
+        M: InRoomCommand,
     {
+        let core = &self.core;
+        let requester = self.outbox.get_or_insert_with(|| core.handle(ctx).deliver);
+        let (reply, answer) = oneshot::channel();
+        room.do_send(QueuedCommand {
+            command,
+            requester: requester.clone(),
+            reply,
+        });
+        self.unanswered.push_back(Unanswered {
+            room: room_id,
+            answer,
+            then,
+        });
+        if !self.awaiting_answers {
+            self.awaiting_answers = true;
+            ctx.spawn(AwaitAnswers::ALL);
+        }
+        if self.unanswered.len() >= MAX_UNANSWERED {
+            ctx.wait(AwaitAnswers::until_below(MAX_UNANSWERED));
+        }
+    }
+
+    /// Hands an in-room command to the room `room_id`: straight to it when
+    /// the connection is in it (`known`), else once the registry has found
+    /// it (reading paused meanwhile, so later commands stay behind it).
+    /// Commands to one room follow each other without waiting; a command to
+    /// another room waits until the outstanding ones are done, so what the
+    /// rooms send back keeps the order of the commands across rooms too.
+    fn queue_for<M>(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        room_id: Uuid,
+        known: Option<Addr<Room>>,
+        command: M,
+        then: Option<DeliverInvite>,
+    ) where
+        M: InRoomCommand,
+    {
+        if self
+            .unanswered
+            .back()
+            .is_some_and(|last| last.room != room_id)
+        {
+            let later = fut::ready(()).map(move |(), act: &mut Self, ctx| {
+                act.queue_for(ctx, room_id, known, command, then);
+            });
+            return self.after_answers(ctx, later);
+        }
+        if let Some(room) = known {
+            return self.queue(ctx, (room_id, &room), command, then);
+        }
+        let found = find(self.registry.clone(), room_id);
         ctx.wait(
-            work.into_actor(self)
-                .map(|outcome, act, ctx| match outcome {
-                    Ok(Some(frame)) => act.core.write(ctx, Frames::One(frame.into())),
-                    Ok(None) => {}
+            found
+                .into_actor(self)
+                .map(move |found, act, ctx| match found {
+                    Ok(room) => act.queue(ctx, (room_id, &room), command, then),
                     Err(refusal) => act.error(ctx, &refusal.to_string()),
                 }),
         );
+    }
+
+    /// Runs `work` once every earlier answer is written, handling nothing
+    /// else until it is done.
+    fn after_answers<F>(&mut self, ctx: &mut WebsocketContext<Self>, work: F)
+    where
+        F: ActorFuture<Self, Output = ()> + 'static,
+    {
+        if self.unanswered.is_empty() {
+            ctx.wait(work);
+        } else {
+            ctx.wait(AwaitAnswers::until_below(1).then(move |(), _, _| work));
+        }
     }
 
     /// Resolves when this connection may enter one more room: it holds
     /// fewer than `limits.max_rooms_per_client`, counting only the rooms
     /// that still have it (a kick or a slow-consumer removal leaves an
     /// entry here that the room no longer knows of).
-    fn room_slots(&self) -> impl std::future::Future<Output = Result<(), Refusal>> {
+    fn room_slots(&self) -> impl Future<Output = Result<(), Refusal>> {
         let (conn, limit) = (self.core.id(), self.core.limits().max_rooms_per_client);
         let held: Vec<Addr<Room>> = if self.entered.len() >= limit {
             self.entered.values().cloned().collect()
@@ -143,167 +358,187 @@ impl RoomsClient {
                 return self.error(ctx, "invalid session key");
             }
         }
-        let registry = self.registry.clone();
-        let user = self.user.to_string();
-        let (conn, member) = (self.core.id(), self.core.handle(ctx));
-        let find = move |room_id: Uuid| {
-            let registry = registry.clone();
-            async move {
-                registry
-                    .send(FindRoom(room_id))
-                    .await
-                    .ok()
-                    .flatten()
-                    .ok_or(Refusal::UnknownRoom)
-            }
-        };
-        let failed = |_: MailboxError| Refusal::Internal;
         match command {
-            Command::Ping { time } => self.send(ctx, Event::Pong { time }),
-            Command::Pong { time } => {
-                if self.awaiting_pong == Some(time) {
-                    self.awaiting_pong = None;
-                }
-            }
-            Command::Create { name, closed, .. } => {
-                let name = name.trim().to_owned();
-                if name.is_empty() || name.chars().count() > MAX_ROOM_NAME {
-                    let reason = format!("a room name has 1 to {MAX_ROOM_NAME} characters");
-                    return self.error(ctx, &reason);
-                }
-                let create = CreateRoom {
-                    name: name.clone(),
-                    closed,
-                    admins: vec![user.clone()],
-                    creator: Some(Creator {
-                        user_id: user.clone(),
-                        max_rooms: self.settings.max_rooms_per_creator,
-                    }),
-                };
-                let registry = self.registry.clone();
-                let slots = self.room_slots();
-                let work = async move {
-                    slots.await?;
-                    // Answered once the store committed the room.
-                    let (room_id, room) = registry.send(create).await.map_err(failed)??;
-                    room.send(Enter { member, user }).await.map_err(failed)??;
-                    Ok((room_id, room))
-                };
-                ctx.wait(work.into_actor(self).map(
-                    move |created: Result<_, Refusal>, act, ctx| {
-                        match created {
-                            Ok((room_id, room)) => {
-                                act.entered.insert(room_id, room);
-                                // Written now, so it precedes the room's `enter`
-                                // waiting in the mailbox.
-                                act.send(
-                                    ctx,
-                                    Event::Created {
-                                        room_id,
-                                        name: &name,
-                                        closed,
-                                    },
-                                );
-                            }
-                            Err(refusal) => act.error(ctx, &refusal.to_string()),
-                        }
-                    },
-                ));
-            }
-            Command::Enter { room_id, .. } => {
-                let slots = self.room_slots();
-                let work = async move {
-                    slots.await?;
-                    let room = find(room_id).await?;
-                    room.send(Enter { member, user }).await.map_err(failed)??;
-                    Ok(room)
-                };
-                ctx.wait(work.into_actor(self).map(
-                    move |entered: Result<_, Refusal>, act, ctx| match entered {
-                        Ok(room) => {
-                            act.entered.insert(room_id, room);
-                        }
-                        Err(refusal) => act.error(ctx, &refusal.to_string()),
-                    },
-                ));
-            }
-            Command::Exit { room_id, .. } => {
-                self.entered.remove(&room_id);
-                self.settle(ctx, async move {
-                    let room = find(room_id).await?;
-                    room.send(Exit {
-                        conn,
-                        closing: false,
-                    })
-                    .await
-                    .map_err(failed)??;
-                    Ok(None)
-                });
-            }
+            Command::Ping { time } => self.reply(ctx, Event::Pong { time }),
+            Command::Pong { time } => self.pong(time),
+            Command::Create { name, closed, .. } => self.create(ctx, name, closed),
+            Command::Enter { room_id, .. } => self.enter(ctx, room_id),
+            Command::Exit { room_id, .. } => self.exit(ctx, room_id),
             Command::Message {
                 content, room_id, ..
-            } => self.settle(ctx, async move {
-                let room = find(room_id).await?;
-                let say = Say {
-                    conn,
-                    content,
-                    time: now_ms(),
-                };
-                room.send(say).await.map_err(failed)??;
-                Ok(None)
-            }),
+            } => self.message(ctx, room_id, content),
             Command::Read {
                 message_id,
                 room_id,
-            } => self.settle(ctx, async move {
-                let room = find(room_id).await?;
-                room.send(MarkRead { conn, message_id })
-                    .await
-                    .map_err(failed)??;
-                Ok(None)
-            }),
+            } => self.read(ctx, room_id, message_id),
             Command::Invite {
                 user_id, room_id, ..
-            } => {
-                let Some(invitee) = self.settings.user_id(&user_id) else {
-                    return self.error(ctx, &Refusal::UserIdNotUuid.to_string());
-                };
-                let registry = self.registry.clone();
-                let max_pending = self.settings.max_pending_invites;
-                self.settle(ctx, async move {
-                    let room = find(room_id).await?;
-                    let invite = Invite {
-                        by: user.clone(),
-                        user: invitee.clone(),
-                        max_pending,
-                    };
-                    room.send(invite).await.map_err(failed)??;
-                    registry.do_send(DeliverInvite {
-                        user: invitee,
-                        room_id,
-                        inviter: user,
-                    });
-                    Ok(None)
-                })
-            }
+            } => self.invite(ctx, room_id, &user_id),
             Command::Kick {
                 user_id,
                 room_id,
                 message,
                 permanent,
                 ..
-            } => self.settle(ctx, async move {
-                let room = find(room_id).await?;
-                let kick = Kick {
-                    by: Kicker::User(user),
-                    user: user_id,
-                    message,
-                    permanent,
-                };
-                room.send(kick).await.map_err(failed)??;
-                Ok(None)
-            }),
+            } => self.kick(ctx, room_id, user_id, message, permanent),
         }
+    }
+
+    /// `pong {time}`: the answer to the server's outstanding ping, if the
+    /// time matches.
+    fn pong(&mut self, time: i64) {
+        if self.awaiting_pong == Some(time) {
+            self.awaiting_pong = None;
+        }
+    }
+
+    /// `create {name, closed}`: the store commits the room, this user is its
+    /// admin and enters it; `created` precedes the room's `enter`.
+    fn create(&mut self, ctx: &mut WebsocketContext<Self>, name: String, closed: bool) {
+        let name = name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > MAX_ROOM_NAME {
+            let reason = format!("a room name has 1 to {MAX_ROOM_NAME} characters");
+            return self.error(ctx, &reason);
+        }
+        let user = self.user.to_string();
+        let create = CreateRoom {
+            name: name.clone(),
+            closed,
+            admins: vec![user.clone()],
+            creator: Some(Creator {
+                user_id: user.clone(),
+                max_rooms: self.settings.max_rooms_per_creator,
+            }),
+        };
+        let (registry, member) = (self.registry.clone(), self.core.handle(ctx));
+        let slots = self.room_slots();
+        let work = async move {
+            slots.await?;
+            // Answered once the store committed the room.
+            let (room_id, room) = registry.send(create).await.map_err(failed)??;
+            room.send(EnterRoom { member, user })
+                .await
+                .map_err(failed)??;
+            Ok((room_id, room))
+        };
+        let done = work
+            .into_actor(self)
+            .map(move |created: Result<_, Refusal>, act, ctx| match created {
+                Ok((room_id, room)) => {
+                    act.entered.insert(room_id, room);
+                    // Written now (nothing is outstanding), so it precedes
+                    // the room's `enter` waiting in the outbox.
+                    act.send(
+                        ctx,
+                        Event::Created {
+                            room_id,
+                            name: &name,
+                            closed,
+                        },
+                    );
+                }
+                Err(refusal) => act.error(ctx, &refusal.to_string()),
+            });
+        self.after_answers(ctx, done);
+    }
+
+    /// `enter {room_id}`: acknowledged by the room's `enter` broadcast.
+    fn enter(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid) {
+        let (registry, member) = (self.registry.clone(), self.core.handle(ctx));
+        let (user, known) = (self.user.to_string(), self.entered.get(&room_id).cloned());
+        let slots = self.room_slots();
+        let work = async move {
+            slots.await?;
+            let room = match known {
+                Some(room) => room,
+                None => find(registry, room_id).await?,
+            };
+            room.send(EnterRoom { member, user })
+                .await
+                .map_err(failed)??;
+            Ok(room)
+        };
+        let done = work
+            .into_actor(self)
+            .map(move |entered: Result<_, Refusal>, act, ctx| match entered {
+                Ok(room) => {
+                    act.entered.insert(room_id, room);
+                }
+                Err(refusal) => act.error(ctx, &refusal.to_string()),
+            });
+        self.after_answers(ctx, done);
+    }
+
+    /// `exit {room_id}`: acknowledged by the room's `exit` broadcast.
+    fn exit(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid) {
+        let known = self.entered.remove(&room_id);
+        let exit = ExitRoom {
+            conn: self.core.id(),
+            closing: false,
+        };
+        self.queue_for(ctx, room_id, known, exit, None);
+    }
+
+    /// `message {content, room_id}`: numbered and broadcast by the room, the
+    /// sender included.
+    fn message(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid, content: String) {
+        let known = self.entered.get(&room_id).cloned();
+        let post = PostMessage {
+            conn: self.core.id(),
+            content,
+            time: now_ms(),
+        };
+        self.queue_for(ctx, room_id, known, post, None);
+    }
+
+    /// `read {message_id, room_id}`: a receipt broadcast by the room.
+    fn read(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid, message_id: u64) {
+        let known = self.entered.get(&room_id).cloned();
+        let read = MarkRead {
+            conn: self.core.id(),
+            message_id,
+        };
+        self.queue_for(ctx, room_id, known, read, None);
+    }
+
+    /// `invite {user_id, room_id}`: once the room committed it, the invitee's
+    /// connections get `invite`; the inviter gets nothing unless refused.
+    fn invite(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid, invitee: &str) {
+        let Some(invitee) = self.settings.user_id(invitee) else {
+            return self.error(ctx, &Refusal::UserIdNotUuid.to_string());
+        };
+        let known = self.entered.get(&room_id).cloned();
+        let invite = Invite {
+            by: self.user.to_string(),
+            user: invitee.clone(),
+            max_pending: self.settings.max_pending_invites,
+        };
+        let deliver = DeliverInvite {
+            user: invitee,
+            room_id,
+            inviter: self.user.to_string(),
+        };
+        self.queue_for(ctx, room_id, known, invite, Some(deliver));
+    }
+
+    /// `kick {user_id, room_id, message, permanent}`: an admin's; the room
+    /// tells the kicked user and everyone else.
+    fn kick(
+        &mut self,
+        ctx: &mut WebsocketContext<Self>,
+        room_id: Uuid,
+        user: String,
+        message: Option<String>,
+        permanent: bool,
+    ) {
+        let known = self.entered.get(&room_id).cloned();
+        let kick = Kick {
+            by: Kicker::User(self.user.to_string()),
+            user,
+            message,
+            permanent,
+        };
+        self.queue_for(ctx, room_id, known, kick, None);
     }
 }
 
@@ -339,7 +574,7 @@ impl Actor for RoomsClient {
         self.core.stopped();
         let conn = self.core.id();
         for room in self.entered.values() {
-            room.do_send(Exit {
+            room.do_send(ExitRoom {
                 conn,
                 closing: true,
             });

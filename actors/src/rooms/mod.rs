@@ -4,10 +4,15 @@
 //!
 //! - [`wire`]: the exact JSON frames, pure.
 //! - [`RoomsClient`]: the connection actor of one authenticated user; its
-//!   session key, the JSON ping/pong liveness check, and every command.
+//!   session key, the JSON ping/pong liveness check, and every command. It
+//!   holds the address of each room it entered and queues its in-room
+//!   commands there without waiting for each (the registry is asked only
+//!   about rooms it is not in).
 //! - [`Room`]: one actor per room; who is in it and who may do what, and
 //!   the message ids (strictly increasing, reserved in the store in blocks so
-//!   they keep increasing across restarts without storing any message).
+//!   they keep increasing across restarts without storing any message). It
+//!   queues its refusals to the asking connection in its own order, among
+//!   its broadcasts.
 //! - the rooms part of the [`Registry`](crate::registry::Registry)
 //!   (`directory`): the rooms, how many each user created, and each online
 //!   user's connections (for invites, also those made while it was offline).
@@ -15,6 +20,7 @@
 mod directory;
 mod member;
 mod room;
+pub mod store;
 pub mod wire;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -23,6 +29,7 @@ use uuid::Uuid;
 
 pub use directory::{AllRooms, CreateRoom, Creator, FindRoom, RoomsDirectory};
 pub use member::RoomsClient;
+pub use room::{Kick, Kicker, Room, RoomInfo, RoomSummary, ServerSay};
 
 /// Now as the protocol's `time`: UNIX milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -30,7 +37,6 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
-pub use room::{Kick, Kicker, Room, RoomInfo, RoomSummary, ServerSay};
 
 /// Settings of the permissioned rooms (`[rooms]` in the config).
 #[derive(Debug, Clone)]

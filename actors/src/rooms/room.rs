@@ -13,6 +13,10 @@
 //! `invite`). A write the store refuses changes nothing and answers an
 //! internal error. The room itself never touches the disk.
 //!
+//! A member's connection queues its in-room commands with
+//! [`QueuedCommand`] and does not wait for each answer: the room's mailbox
+//! keeps them in order, and a refusal comes back as the answer.
+//!
 //! An invite stays pending (stored, and delivered to the invitee on each
 //! connect) until the invitee enters the room or is banned from it; a room
 //! holds at most `rooms.max_pending_invites` of them.
@@ -20,15 +24,18 @@
 use std::collections::{HashMap, HashSet};
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use super::store::{ReserveMessageIds, SaveGrant, SaveInvite, UseInvite};
 use super::wire::Event;
 use super::{Grant, Refusal, StoredRoom};
 use crate::admin::SERVER_NAME;
-use crate::connection::{ConnId, Frames, MemberHandle};
+use crate::connection::{ConnId, Deliver, Frames, MemberHandle};
 use crate::fanout::FanOut;
 use crate::metrics::{metrics, ActorGauge, ActorKind};
-use crate::store::{ReserveMessageIds, SaveGrant, SaveInvite, StoreHandle, UseInvite};
+use crate::outbox::Outbox;
+use crate::store::StoreHandle;
 use crate::Protocol;
 
 /// Message ids reserved in the store at a time: one durable write per this
@@ -172,14 +179,6 @@ impl Room {
         }
     }
 
-    fn check_member(&self, conn: ConnId) -> Result<(), Refusal> {
-        if self.present.contains_key(&conn) {
-            Ok(())
-        } else {
-            Err(Refusal::NotInRoom)
-        }
-    }
-
     fn publish(&mut self, user: &str, content: &str, time: i64) -> usize {
         let message_id = self.next_id;
         self.next_id += 1;
@@ -207,19 +206,113 @@ impl Supervised for Room {
     }
 }
 
+/// What an in-room command came to: decided at once, or once the store
+/// has answered (the room handles nothing else until then).
+pub enum Outcome<T> {
+    /// Decided while handling the command.
+    Now(Result<T, Refusal>),
+    /// Decided after a store round trip.
+    Later(ResponseActFuture<Room, Result<T, Refusal>>),
+}
+
+impl<T: 'static> Outcome<T> {
+    /// As the response of a plain [`Handler`].
+    fn respond(self) -> AtomicResponse<Room, Result<T, Refusal>> {
+        match self {
+            Outcome::Now(result) => AtomicResponse::new(Box::pin(fut::ready(result))),
+            Outcome::Later(later) => AtomicResponse::new(later),
+        }
+    }
+}
+
+/// A command a member's connection queues in a room with [`QueuedCommand`].
+pub trait InRoomCommand: Message<Result = Result<(), Refusal>> + Send + 'static {
+    /// Handles the command in `room`.
+    fn apply(self, room: &mut Room) -> Outcome<()>;
+}
+
+/// An in-room command from a connection, which does not wait for it.
+///
+/// The connection queues its commands with `do_send`, which always queues
+/// at once (a `send` to a busy room holds its message back until polled, so
+/// a later command could overtake it), and goes on reading. The room's
+/// mailbox keeps them in order, and the room queues a refusal to the
+/// connection itself, in its place among the room's frames to it; `reply`
+/// then tells the connection the command is done.
+pub struct QueuedCommand<M> {
+    /// The command.
+    pub command: M,
+    /// Where a refusal goes: the connection's own queue.
+    pub requester: Outbox,
+    /// Told when the command is done.
+    pub reply: oneshot::Sender<Answer>,
+}
+
+/// How a [`QueuedCommand`] ended, for the connection that queued it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// It was carried out.
+    Done,
+    /// It was refused, and the `error` is queued to the connection.
+    Refused,
+    /// It was refused, and the connection's queue was full: the connection
+    /// writes the `error` itself.
+    RefusedUnqueued(Refusal),
+}
+
+impl<M> Message for QueuedCommand<M> {
+    type Result = ();
+}
+
+impl<M: InRoomCommand> Handler<QueuedCommand<M>> for Room {
+    type Result = ();
+    fn handle(&mut self, queued: QueuedCommand<M>, ctx: &mut Self::Context) {
+        let QueuedCommand {
+            command,
+            requester,
+            reply,
+        } = queued;
+        match command.apply(self) {
+            Outcome::Now(result) => answer(&requester, reply, result),
+            Outcome::Later(later) => {
+                ctx.wait(later.map(move |result, _, _| answer(&requester, reply, result)));
+            }
+        }
+    }
+}
+
+/// Queues a refusal to the connection that asked, then tells it the
+/// command is done. A connection that is gone is not answered.
+fn answer(requester: &Outbox, reply: oneshot::Sender<Answer>, result: Result<(), Refusal>) {
+    let answer = match result {
+        Ok(()) => Answer::Done,
+        Err(refusal) => {
+            let error = Event::Error {
+                message: &refusal.to_string(),
+            };
+            let frame = Deliver(Frames::One(error.encode().into()));
+            match requester.try_send(frame) {
+                Ok(()) => Answer::Refused,
+                Err(_) => Answer::RefusedUnqueued(refusal),
+            }
+        }
+    };
+    let _ = reply.send(answer);
+}
+
 /// A connection enters: `enter` to everyone in the room, the newcomer included.
 #[derive(Message)]
 #[rtype(result = "Result<(), Refusal>")]
-pub struct Enter {
+pub struct EnterRoom {
     /// The connection.
     pub member: MemberHandle,
     /// Its user.
     pub user: String,
 }
 
-impl Handler<Enter> for Room {
+impl Handler<EnterRoom> for Room {
     type Result = Result<(), Refusal>;
-    fn handle(&mut self, msg: Enter, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: EnterRoom, _: &mut Self::Context) -> Self::Result {
         if self.banned.contains(&msg.user) {
             return Err(Refusal::Banned);
         }
@@ -255,33 +348,37 @@ impl Handler<Enter> for Room {
 /// (unless its connection is closing).
 #[derive(Message)]
 #[rtype(result = "Result<(), Refusal>")]
-pub struct Exit {
+pub struct ExitRoom {
     /// The connection.
     pub conn: ConnId,
     /// Whether the connection is closed already.
     pub closing: bool,
 }
 
-impl Handler<Exit> for Room {
-    type Result = Result<(), Refusal>;
-    fn handle(&mut self, msg: Exit, _: &mut Self::Context) -> Self::Result {
-        let user = self
-            .present
-            .get(&msg.conn)
-            .cloned()
-            .ok_or(Refusal::NotInRoom)?;
+impl Handler<ExitRoom> for Room {
+    type Result = AtomicResponse<Self, Result<(), Refusal>>;
+    fn handle(&mut self, msg: ExitRoom, _: &mut Self::Context) -> Self::Result {
+        msg.apply(self).respond()
+    }
+}
+
+impl InRoomCommand for ExitRoom {
+    fn apply(self, room: &mut Room) -> Outcome<()> {
+        let Some(user) = room.present.get(&self.conn).cloned() else {
+            return Outcome::Now(Err(Refusal::NotInRoom));
+        };
         // A closing connection cannot be told; an open one gets its `exit`
         // as the acknowledgement.
-        if msg.closing {
-            self.remove(msg.conn);
+        if self.closing {
+            room.remove(self.conn);
         }
-        let room_id = self.id;
-        self.broadcast(Event::Exit {
+        let room_id = room.id;
+        room.broadcast(Event::Exit {
             user_id: &user,
             room_id,
         });
-        self.remove(msg.conn);
-        Ok(())
+        room.remove(self.conn);
+        Outcome::Now(Ok(()))
     }
 }
 
@@ -289,7 +386,7 @@ impl Handler<Exit> for Room {
 /// included.
 #[derive(Message)]
 #[rtype(result = "Result<(), Refusal>")]
-pub struct Say {
+pub struct PostMessage {
     /// The sender's connection.
     pub conn: ConnId,
     /// What it says.
@@ -298,16 +395,15 @@ pub struct Say {
     pub time: i64,
 }
 
-impl Handler<Say> for Room {
-    type Result = AtomicResponse<Self, Result<(), Refusal>>;
-    fn handle(&mut self, msg: Say, _: &mut Self::Context) -> Self::Result {
-        let Some(user) = self.present.get(&msg.conn).cloned() else {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(Refusal::NotInRoom))));
+impl InRoomCommand for PostMessage {
+    fn apply(self, room: &mut Room) -> Outcome<()> {
+        let Some(user) = room.present.get(&self.conn).cloned() else {
+            return Outcome::Now(Err(Refusal::NotInRoom));
         };
-        AtomicResponse::new(Box::pin(
-            self.say(user, msg.content, msg.time)
-                .map(|said, _, _| said.map(drop)),
-        ))
+        match room.say(user, self.content, self.time) {
+            Outcome::Now(said) => Outcome::Now(said.map(drop)),
+            Outcome::Later(said) => Outcome::Later(Box::pin(said.map(|said, _, _| said.map(drop)))),
+        }
     }
 }
 
@@ -324,11 +420,8 @@ pub struct ServerSay {
 impl Handler<ServerSay> for Room {
     type Result = AtomicResponse<Self, Result<usize, Refusal>>;
     fn handle(&mut self, msg: ServerSay, _: &mut Self::Context) -> Self::Result {
-        AtomicResponse::new(Box::pin(self.say(
-            SERVER_NAME.to_owned(),
-            msg.content,
-            super::now_ms(),
-        )))
+        self.say(SERVER_NAME.to_owned(), msg.content, super::now_ms())
+            .respond()
     }
 }
 
@@ -336,34 +429,27 @@ impl Room {
     /// Publishes a message from `user` under the next id, reserving a new
     /// block of ids durably first when the reserved ones are spent (the room
     /// handles nothing else until then). Answers how many members got it.
-    fn say(
-        &mut self,
-        user: String,
-        content: String,
-        time: i64,
-    ) -> ResponseActFuture<Self, Result<usize, Refusal>> {
+    fn say(&mut self, user: String, content: String, time: i64) -> Outcome<usize> {
         if self.next_id <= self.reserved {
-            return Box::pin(fut::ready(Ok(self.publish(&user, &content, time))));
+            return Outcome::Now(Ok(self.publish(&user, &content, time)));
         }
         let up_to = self.reserved + ID_BLOCK;
         let reserve = self.store.send(ReserveMessageIds {
             room_id: self.id.to_string(),
             up_to,
         });
-        Box::pin(
-            reserve
-                .into_actor(self)
-                .map(move |reserved, room, _| match reserved {
-                    Ok(Ok(())) => {
-                        room.reserved = up_to;
-                        Ok(room.publish(&user, &content, time))
-                    }
-                    other => {
-                        log::error!("room {}: reserving message ids failed: {other:?}", room.id);
-                        Err(Refusal::Internal)
-                    }
-                }),
-        )
+        Outcome::Later(Box::pin(reserve.into_actor(self).map(
+            move |reserved, room, _| match reserved {
+                Ok(Ok(())) => {
+                    room.reserved = up_to;
+                    Ok(room.publish(&user, &content, time))
+                }
+                other => {
+                    log::error!("room {}: reserving message ids failed: {other:?}", room.id);
+                    Err(Refusal::Internal)
+                }
+            },
+        )))
     }
 }
 
@@ -381,21 +467,21 @@ pub struct MarkRead {
     pub message_id: u64,
 }
 
-impl Handler<MarkRead> for Room {
-    type Result = Result<(), Refusal>;
-    fn handle(&mut self, msg: MarkRead, _: &mut Self::Context) -> Self::Result {
-        self.check_member(msg.conn)?;
-        if msg.message_id == 0 || msg.message_id >= self.next_id {
-            return Err(Refusal::UnknownMessage);
+impl InRoomCommand for MarkRead {
+    fn apply(self, room: &mut Room) -> Outcome<()> {
+        let Some(user) = room.present.get(&self.conn).cloned() else {
+            return Outcome::Now(Err(Refusal::NotInRoom));
+        };
+        if self.message_id == 0 || self.message_id >= room.next_id {
+            return Outcome::Now(Err(Refusal::UnknownMessage));
         }
-        let user = self.present[&msg.conn].clone();
-        let room_id = self.id;
-        self.broadcast(Event::Read {
-            message_id: msg.message_id,
+        let room_id = room.id;
+        room.broadcast(Event::Read {
+            message_id: self.message_id,
             user_id: &user,
             room_id,
         });
-        Ok(())
+        Outcome::Now(Ok(()))
     }
 }
 
@@ -414,28 +500,28 @@ pub struct Invite {
     pub max_pending: usize,
 }
 
-impl Handler<Invite> for Room {
-    type Result = AtomicResponse<Self, Result<(), Refusal>>;
-    fn handle(&mut self, msg: Invite, _: &mut Self::Context) -> Self::Result {
-        let refused = |refusal| AtomicResponse::new(Box::pin(fut::ready(Err(refusal))));
-        if self.closed && !self.admins.contains(&msg.by) {
+impl InRoomCommand for Invite {
+    fn apply(self, room: &mut Room) -> Outcome<()> {
+        let msg = self;
+        let refused = |refusal| Outcome::Now(Err(refusal));
+        if room.closed && !room.admins.contains(&msg.by) {
             return refused(Refusal::NotAdmin);
         }
-        if self.banned.contains(&msg.user) {
+        if room.banned.contains(&msg.user) {
             return refused(Refusal::TargetBanned);
         }
-        let pending = !self.present.values().any(|user| *user == msg.user);
-        if pending && !self.pending.contains(&msg.user) && self.pending.len() >= msg.max_pending {
+        let pending = !room.present.values().any(|user| *user == msg.user);
+        if pending && !room.pending.contains(&msg.user) && room.pending.len() >= msg.max_pending {
             metrics().limit_reached(Protocol::Rooms, "max_pending_invites");
             return refused(Refusal::TooManyPendingInvites(msg.max_pending));
         }
-        let saved = self.store.send(SaveInvite {
-            room_id: self.id.to_string(),
+        let saved = room.store.send(SaveInvite {
+            room_id: room.id.to_string(),
             user_id: msg.user.clone(),
             inviter: msg.by,
             pending,
         });
-        AtomicResponse::new(Box::pin(saved.into_actor(self).map(
+        Outcome::Later(Box::pin(saved.into_actor(room).map(
             move |saved, room, _| match saved {
                 Ok(Ok(())) => {
                     if pending {
@@ -487,28 +573,34 @@ pub enum Kicker {
 impl Handler<Kick> for Room {
     type Result = AtomicResponse<Self, Result<(), Refusal>>;
     fn handle(&mut self, msg: Kick, _: &mut Self::Context) -> Self::Result {
-        let refused = match &msg.by {
-            Kicker::User(admin) if !self.admins.contains(admin) => Some(Refusal::NotAdmin),
-            Kicker::Operator if !self.present.values().any(|u| *u == msg.user) => {
+        msg.apply(self).respond()
+    }
+}
+
+impl InRoomCommand for Kick {
+    fn apply(self, room: &mut Room) -> Outcome<()> {
+        let refused = match &self.by {
+            Kicker::User(admin) if !room.admins.contains(admin) => Some(Refusal::NotAdmin),
+            Kicker::Operator if !room.present.values().any(|u| *u == self.user) => {
                 Some(Refusal::TargetNotInRoom)
             }
             _ => None,
         };
         if let Some(refusal) = refused {
-            return AtomicResponse::new(Box::pin(fut::ready(Err(refusal))));
+            return Outcome::Now(Err(refusal));
         }
-        let changes = if msg.permanent {
+        let changes = if self.permanent {
             vec![
-                (msg.user.clone(), Grant::Ban, true),
-                (msg.user.clone(), Grant::Invite, false),
+                (self.user.clone(), Grant::Ban, true),
+                (self.user.clone(), Grant::Invite, false),
             ]
         } else {
             Vec::new()
         };
-        AtomicResponse::new(Box::pin(self.save_grants(changes).map(
+        Outcome::Later(Box::pin(room.save_grants(changes).map(
             move |saved, room, _| {
                 saved?;
-                room.kick_out(&msg);
+                room.kick_out(&self);
                 Ok(())
             },
         )))
