@@ -163,7 +163,7 @@ impl Broker {
 
     /// Flushes the store and stops the arbiter pool (after the HTTP server stopped).
     pub async fn stop(&self) {
-        match self.store.send(store::Flush).await {
+        match self.store.send(store::Checkpoint).await {
             Ok(Ok(())) => log::info!("store flushed"),
             Ok(Err(e)) => log::error!("store flush failed: {e}"),
             Err(e) => log::error!("store unreachable at shutdown: {e}"),

@@ -46,11 +46,11 @@ impl Supervised for Lobby {
 /// Adds a client.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Enter(pub MemberHandle);
+pub struct JoinLobby(pub MemberHandle);
 
-impl Handler<Enter> for Lobby {
+impl Handler<JoinLobby> for Lobby {
     type Result = ();
-    fn handle(&mut self, Enter(member): Enter, _: &mut Self::Context) {
+    fn handle(&mut self, JoinLobby(member): JoinLobby, _: &mut Self::Context) {
         self.everyone.join(member);
     }
 }
@@ -58,11 +58,11 @@ impl Handler<Enter> for Lobby {
 /// Removes a client that left.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Exit(pub ConnId);
+pub struct LeaveLobby(pub ConnId);
 
-impl Handler<Exit> for Lobby {
+impl Handler<LeaveLobby> for Lobby {
     type Result = ();
-    fn handle(&mut self, Exit(id): Exit, _: &mut Self::Context) {
+    fn handle(&mut self, LeaveLobby(id): LeaveLobby, _: &mut Self::Context) {
         self.everyone.leave(id);
     }
 }

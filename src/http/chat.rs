@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 use switchboard_actors::chat::wire::{check_name, HistoryEntry, GLOBAL_ROOM};
 use switchboard_actors::chat::{
-    CreateRefused, EnsureRoom, FindRoom, GetHistory, ListRooms, NotStored, Purge, Room, Say,
+    CreateRefused, EnsureRoom, FindChatRoom, GetHistory, ListRooms, NotStored, Purge, Room, Say,
 };
 use switchboard_actors::limits::TokenBucket;
 use switchboard_actors::metrics::metrics;
@@ -307,7 +307,7 @@ async fn history(
     registry: &Addr<Registry>,
     room: String,
 ) -> Result<Vec<HistoryEntry>, ChatApiError> {
-    match registry.send(FindRoom(room)).await? {
+    match registry.send(FindChatRoom(room)).await? {
         Some(room) => Ok(room.send(GetHistory).await?),
         None => Ok(Vec::new()),
     }
@@ -348,7 +348,7 @@ async fn clear_chat(
     let global: Option<Addr<Room>> = state
         .broker
         .registry
-        .send(FindRoom(GLOBAL_ROOM.to_owned()))
+        .send(FindChatRoom(GLOBAL_ROOM.to_owned()))
         .await?;
     let global =
         global.ok_or_else(|| ChatApiError::Internal("the Global room is missing".into()))?;

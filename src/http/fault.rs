@@ -8,7 +8,7 @@
 //!   makes every store write take n ms longer (0: back to normal).
 
 use actix_web::{web, HttpResponse};
-use switchboard_actors::chat::FindRoom;
+use switchboard_actors::chat::FindChatRoom;
 use switchboard_actors::fault::InjectFault;
 
 use super::admin::Admin;
@@ -46,7 +46,12 @@ async fn fail_chat_room(
     room: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let room = room.into_inner();
-    let Some(addr) = state.broker.registry.send(FindRoom(room.clone())).await? else {
+    let Some(addr) = state
+        .broker
+        .registry
+        .send(FindChatRoom(room.clone()))
+        .await?
+    else {
         return Err(ApiError::NotFound(format!("no chat room `{room}`")));
     };
     addr.do_send(InjectFault);

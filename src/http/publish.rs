@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use switchboard_actors::chat::wire::Severity;
-use switchboard_actors::chat::{FindRoom as FindChatRoom, Notice};
+use switchboard_actors::chat::{FindChatRoom, Notice};
 use switchboard_actors::concierge::{FindService, PublishRefused, ServerPublish};
 use switchboard_actors::metrics::metrics;
 use switchboard_actors::rooms::ServerSay;

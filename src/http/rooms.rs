@@ -7,7 +7,7 @@ use actix_web::{web, HttpResponse};
 use futures_util::future::join_all;
 use serde::Deserialize;
 use serde_json::json;
-use switchboard_actors::rooms::{AllRooms, CreateRoom, FindRoom, Room, RoomInfo, RoomSummary};
+use switchboard_actors::rooms::{AllRooms, CreateRoom, DescribeRoom, FindRoom, Room, RoomSummary};
 use uuid::Uuid;
 
 use super::admin::Admin;
@@ -35,7 +35,7 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 /// Every room as `GET` shows it, in creation order (also the admin API's list).
 pub async fn summaries(state: &AppState) -> Result<Vec<RoomSummary>, ApiError> {
     let rooms = state.broker.registry.send(AllRooms).await?;
-    let summaries = join_all(rooms.iter().map(|room| room.send(RoomInfo))).await;
+    let summaries = join_all(rooms.iter().map(|room| room.send(DescribeRoom))).await;
     Ok(summaries.into_iter().collect::<Result<Vec<_>, _>>()?)
 }
 

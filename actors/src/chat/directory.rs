@@ -26,7 +26,7 @@ use super::store::SaveChatRoom;
 use super::wire::{RoomInfo, ServerEvent};
 use super::{committed, ChatSettings, StoredRoom};
 use crate::connection::{ConnId, Disconnect, Frames, MemberHandle};
-use crate::lobby::{Announce, Enter, Exit, Lobby};
+use crate::lobby::{Announce, JoinLobby, LeaveLobby, Lobby};
 use crate::metrics::metrics;
 use crate::pool::ArbiterPool;
 use crate::registry::Registry;
@@ -260,7 +260,7 @@ impl ChatDirectory {
                 room: index,
             },
         );
-        self.lobby.do_send(Enter(msg.member));
+        self.lobby.do_send(JoinLobby(msg.member));
         metrics().chat.members.set(self.users.len() as i64);
         Joined {
             user_id: Uuid::new_v4(),
@@ -384,7 +384,7 @@ impl Handler<LeaveChat> for Registry {
         if let Some(user) = dir.users.remove(&msg.username) {
             dir.rooms[user.room].members.retain(|m| *m != msg.username);
         }
-        dir.lobby.do_send(Exit(msg.conn));
+        dir.lobby.do_send(LeaveLobby(msg.conn));
         metrics().chat.members.set(dir.users.len() as i64);
     }
 }
@@ -450,16 +450,16 @@ impl Handler<RemoveChatMember> for Registry {
 /// chat user, or with why not.
 #[derive(Message)]
 #[rtype(result = "Result<(), CreateRefused>")]
-pub struct CreateRoom {
+pub struct CreateChatRoom {
     /// The valid room name.
     pub name: String,
     /// The creator.
     pub creator: String,
 }
 
-impl Handler<CreateRoom> for Registry {
+impl Handler<CreateChatRoom> for Registry {
     type Result = ResponseActFuture<Self, Result<(), CreateRefused>>;
-    fn handle(&mut self, msg: CreateRoom, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: CreateChatRoom, _: &mut Self::Context) -> Self::Result {
         let dir = &mut self.chat;
         if dir.by_name.contains_key(&msg.name) || dir.pending.contains_key(&msg.name) {
             return Box::pin(fut::ready(Err(CreateRefused::Exists(msg.name))));
@@ -508,11 +508,11 @@ impl Handler<SwitchRoom> for Registry {
 /// The actor of a room, if it exists.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<Room>>")]
-pub struct FindRoom(pub String);
+pub struct FindChatRoom(pub String);
 
-impl Handler<FindRoom> for Registry {
+impl Handler<FindChatRoom> for Registry {
     type Result = Option<Addr<Room>>;
-    fn handle(&mut self, FindRoom(name): FindRoom, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, FindChatRoom(name): FindChatRoom, _: &mut Self::Context) -> Self::Result {
         let dir = &self.chat;
         dir.by_name.get(&name).map(|&i| dir.rooms[i].addr.clone())
     }

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
 use chrono::Utc;
 
-use super::directory::{CreateRoom, FindRoom, JoinChat, LeaveChat, SwitchRoom};
+use super::directory::{CreateChatRoom, FindChatRoom, JoinChat, LeaveChat, SwitchRoom};
 use super::room::{Clear, Enter, Entered, Exit, Notice, Room, Say, Typing};
 use super::wire::{
     check_name, ClientEvent, NameError, ServerEvent, Severity, UserStatus, GLOBAL_ROOM,
@@ -242,7 +242,7 @@ impl ChatMember {
                 if username != me {
                     self.spoofed(&room, &me, &username, "a chat clear");
                 }
-                let request = self.registry.send(FindRoom(room_name.clone()));
+                let request = self.registry.send(FindChatRoom(room_name.clone()));
                 ctx.wait(
                     request
                         .into_actor(self)
@@ -285,7 +285,7 @@ impl ChatMember {
                 ),
             );
         }
-        let request = self.registry.send(CreateRoom { name, creator: me });
+        let request = self.registry.send(CreateChatRoom { name, creator: me });
         ctx.wait(
             request
                 .into_actor(self)

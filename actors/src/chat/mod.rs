@@ -18,7 +18,8 @@ pub mod store;
 pub mod wire;
 
 pub use directory::{
-    ChatDirectory, CreateRefused, EnsureRoom, FindRoom, ListRooms, RemoveChatMember, RemoveRefused,
+    ChatDirectory, CreateRefused, EnsureRoom, FindChatRoom, ListRooms, RemoveChatMember,
+    RemoveRefused,
 };
 pub use member::ChatMember;
 pub use room::{GetHistory, NotStored, Notice, Purge, Room, Say};

@@ -21,7 +21,7 @@ use super::service::{AddSubscriber, Deleted, RemoveSubscriber, Service};
 use super::wire::{ClientInfo, PayloadOut, ServiceInfo};
 use super::FsKeyMode;
 use crate::connection::{Frames, MemberHandle};
-use crate::lobby::{Announce, Enter, Exit, Lobby};
+use crate::lobby::{Announce, JoinLobby, LeaveLobby, Lobby};
 use crate::metrics::metrics;
 use crate::pool::ArbiterPool;
 use crate::registry::Registry;
@@ -227,7 +227,7 @@ impl Handler<Welcome> for Registry {
         entry.welcomed = true;
         let (info, member) = (Arc::clone(&entry.info), entry.member.clone());
         dir.announce(PayloadOut::ClientJoined { client: &info });
-        dir.lobby.do_send(Enter(member));
+        dir.lobby.do_send(JoinLobby(member));
         metrics().concierge.clients.inc();
     }
 }
@@ -256,7 +256,7 @@ impl Handler<Leave> for Registry {
         dir.leaving.insert(name.clone());
         if entry.welcomed {
             metrics().concierge.clients.dec();
-            dir.lobby.do_send(Exit(entry.member.id));
+            dir.lobby.do_send(LeaveLobby(entry.member.id));
         }
 
         let deleted: Vec<_> = entry

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 pub use directory::{AllRooms, CreateRoom, Creator, FindRoom, RoomsDirectory};
 pub use member::RoomsClient;
-pub use room::{Kick, Kicker, Room, RoomInfo, RoomSummary, ServerSay};
+pub use room::{DescribeRoom, Kick, Kicker, Room, RoomSummary, ServerSay};
 
 /// Now as the protocol's `time`: UNIX milliseconds.
 pub(crate) fn now_ms() -> i64 {

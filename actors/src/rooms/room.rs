@@ -657,11 +657,11 @@ pub struct RoomSummary {
 /// The room as `GET /api/rooms` shows it.
 #[derive(Message)]
 #[rtype(result = "RoomSummary")]
-pub struct RoomInfo;
+pub struct DescribeRoom;
 
-impl Handler<RoomInfo> for Room {
-    type Result = MessageResult<RoomInfo>;
-    fn handle(&mut self, _: RoomInfo, _: &mut Self::Context) -> Self::Result {
+impl Handler<DescribeRoom> for Room {
+    type Result = MessageResult<DescribeRoom>;
+    fn handle(&mut self, _: DescribeRoom, _: &mut Self::Context) -> Self::Result {
         let mut members: Vec<String> = self.present.values().cloned().collect();
         members.sort();
         members.dedup();

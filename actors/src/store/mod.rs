@@ -130,11 +130,11 @@ impl Handler<SetMeta> for StoreActor {
 /// Flushes the write-ahead log into the database (at shutdown).
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
-pub struct Flush;
+pub struct Checkpoint;
 
-impl Handler<Flush> for StoreActor {
+impl Handler<Checkpoint> for StoreActor {
     type Result = Result<(), StoreError>;
-    fn handle(&mut self, _: Flush, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Checkpoint, _: &mut Self::Context) -> Self::Result {
         self.store.flush()
     }
 }
