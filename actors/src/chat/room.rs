@@ -67,8 +67,6 @@ pub type Confirm = oneshot::Sender<Result<(), NotStored>>;
 
 /// A change the room accepted and has not broadcast yet.
 struct Unsaved {
-    /// Who made it: told if it is refused.
-    by: String,
     change: Change,
     confirm: Option<Confirm>,
 }
@@ -76,14 +74,25 @@ struct Unsaved {
 /// What a user can change in a room's history.
 enum Change {
     Message(HistoryEntry),
-    Clear,
+    Clear {
+        /// Shown as who cleared it.
+        by: String,
+    },
 }
 
 impl Change {
     fn stored(&self) -> ChatChange {
         match self {
             Change::Message(entry) => ChatChange::Message(entry.clone()),
-            Change::Clear => ChatChange::Clear,
+            Change::Clear { .. } => ChatChange::Clear,
+        }
+    }
+
+    /// Who made the change: told if it is refused.
+    fn author(&self) -> &str {
+        match self {
+            Change::Message(entry) => &entry.username,
+            Change::Clear { by } => by,
         }
     }
 }
@@ -152,17 +161,17 @@ impl Room {
                 "chat room {}: {} changes wait for the store; one of {} refused",
                 self.name,
                 self.unsaved.len(),
-                unsaved.by
+                unsaved.change.author()
             );
             let refusal = match unsaved.change {
                 Change::Message(_) => {
                     "The room is busy saving earlier messages, so yours was not sent; try again later"
                 }
-                Change::Clear => {
+                Change::Clear { .. } => {
                     "The room is busy saving earlier messages, so the chat was not cleared; try again later"
                 }
             };
-            self.refuse(&unsaved.by, refusal);
+            self.refuse(unsaved.change.author(), refusal);
             if let Some(confirm) = unsaved.confirm {
                 let _ = confirm.send(Err(NotStored));
             }
@@ -218,11 +227,11 @@ impl Room {
                     self.history.pop_front();
                 }
             }
-            Change::Clear => {
+            Change::Clear { by } => {
                 self.history.clear();
                 let name = self.name.clone();
                 self.broadcast(ServerEvent::RoomChatClear {
-                    username: &unsaved.by,
+                    username: &by,
                     room_name: &name,
                 });
             }
@@ -238,11 +247,11 @@ impl Room {
             Change::Message(_) => {
                 "Your message could not be saved, so it was not sent; try again later"
             }
-            Change::Clear => {
+            Change::Clear { .. } => {
                 "The chat could not be cleared, so its history is kept; try again later"
             }
         };
-        self.refuse(&unsaved.by, refusal);
+        self.refuse(unsaved.change.author(), refusal);
         if let Some(confirm) = unsaved.confirm {
             let _ = confirm.send(Err(NotStored));
         }
@@ -356,12 +365,11 @@ impl Handler<Say> for Room {
     type Result = ();
     fn handle(&mut self, msg: Say, ctx: &mut Self::Context) {
         let entry = HistoryEntry {
-            username: msg.username.clone(),
+            username: msg.username,
             message: msg.message,
             timestamp: Utc::now(),
         };
         let unsaved = Unsaved {
-            by: msg.username,
             change: Change::Message(entry),
             confirm: msg.confirm,
         };
@@ -436,8 +444,7 @@ impl Handler<Clear> for Room {
             return;
         }
         let unsaved = Unsaved {
-            by: msg.username,
-            change: Change::Clear,
+            change: Change::Clear { by: msg.username },
             confirm: None,
         };
         self.accept(ctx, unsaved);
@@ -460,8 +467,7 @@ impl Handler<Purge> for Room {
     type Result = ();
     fn handle(&mut self, msg: Purge, ctx: &mut Self::Context) {
         let unsaved = Unsaved {
-            by: msg.by,
-            change: Change::Clear,
+            change: Change::Clear { by: msg.by },
             confirm: Some(msg.confirm),
         };
         self.accept(ctx, unsaved);
