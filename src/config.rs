@@ -20,6 +20,8 @@ use switchboard_actors::rooms::RoomsSettings;
 use switchboard_actors::sessions::SessionsSettings;
 use switchboard_actors::store::Synchronous;
 
+use crate::client_addr::TrustedProxies;
+
 /// The default configuration, also shipped as `config/switchboard.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/switchboard.toml");
 
@@ -76,6 +78,11 @@ pub struct ServerConfig {
     /// no `Origin` header is not from a browser page and is never refused.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies (CIDRs or addresses) whose `Forwarded` /
+    /// `X-Forwarded-For` names the client; from any other peer those headers
+    /// are ignored. Empty: every client is its TCP peer.
+    #[serde(default)]
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// `[storage]`: where state is kept.
@@ -100,6 +107,10 @@ pub struct AdminConfig {
     /// Time between the figures pushed to the operator console.
     #[serde(with = "humantime_serde")]
     pub console_interval: Duration,
+    /// A separate listener for `/metrics`, the admin API and the console,
+    /// which the public listener then does not serve; none: they share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
 }
 
 /// `[concierge]`: the concierge gateway and its file server.
@@ -464,6 +475,15 @@ impl Config {
         if self.storage.path.as_os_str().is_empty() {
             return Err(invalid("storage.path", "must not be empty"));
         }
+        if let Some(bind) = &self.admin.bind {
+            if bind.parse::<std::net::SocketAddr>().is_err() && !bind.contains(':') {
+                return Err(invalid("admin.bind", "expected host:port"));
+            }
+            // Port 0 picks a free port for each listener (tests).
+            if *bind == self.server.bind && !bind.ends_with(":0") {
+                return Err(invalid("admin.bind", "must differ from server.bind"));
+            }
+        }
         if self.admin.api_key.as_ref().is_some_and(|k| k.0.len() < 16) {
             return Err(invalid("admin.api_key", "must be at least 16 characters"));
         }
@@ -585,6 +605,24 @@ mod tests {
     }
 
     #[test]
+    fn admin_bind_is_optional_and_must_be_another_address() {
+        assert_eq!(Config::from_toml("").unwrap().admin.bind, None);
+        let ok = Config::from_toml("[admin]\nbind = \"127.0.0.1:9090\"\n").unwrap();
+        assert_eq!(ok.admin.bind.as_deref(), Some("127.0.0.1:9090"));
+        let e = Config::from_toml("[admin]\nbind = \"nowhere\"\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for key `admin.bind`: expected host:port"
+        );
+        let same = "[server]\nbind = \"0.0.0.0:8080\"\n[admin]\nbind = \"0.0.0.0:8080\"\n";
+        let e = Config::from_toml(same).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for key `admin.bind`: must differ from server.bind"
+        );
+    }
+
+    #[test]
     fn allowed_origins_must_be_origins_and_tls_needs_both_files() {
         let ok = Config::from_toml("[server]\nallowed_origins = [\"https://a.example:8443\"]\n");
         assert_eq!(
@@ -608,6 +646,23 @@ mod tests {
         assert!(e.to_string().contains("`server.tls_key`"), "{e}");
         let e = Config::from_toml("[server]\ntls_key = \"k.pem\"\n").unwrap_err();
         assert!(e.to_string().contains("`server.tls_cert`"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_and_a_bad_one_names_the_key() {
+        assert_eq!(
+            Config::load(None).unwrap().server.trusted_proxies,
+            TrustedProxies::default()
+        );
+        let c =
+            Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        assert!(c.server.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
+        assert!(c.to_toml().contains("\"::1/128\""), "{}", c.to_toml());
+        let e = Config::from_toml("[server]\ntrusted_proxies = [\"10.0.0.0/40\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("key `server.trusted_proxies`"), "{e}");
+        assert!(e.contains("at most 32"), "{e}");
     }
 
     #[test]

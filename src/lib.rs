@@ -6,6 +6,7 @@
 //! upgrades, shutdown, and the command line (`src/main.rs`).
 
 pub mod bench;
+pub mod client_addr;
 pub mod config;
 pub mod http;
 pub mod server;

@@ -7,6 +7,10 @@
 //!
 //! With `server.tls_cert` and `server.tls_key` set the listener speaks TLS
 //! only (rustls with the *ring* provider): https and wss, no plaintext.
+//!
+//! With `admin.bind` set, `/metrics`, the admin API and the console move to
+//! a second listener of their own (one worker) and the public one answers
+//! 404 for them; it stops when the public server has.
 
 use std::any::Any;
 use std::io::Write;
@@ -24,12 +28,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use switchboard_actors::auth::TokenKeys;
 use switchboard_actors::connection::AcceptedSocket;
+use switchboard_actors::monitor::ProbeStore;
 use switchboard_actors::store::{SqliteStore, StoreError};
 use switchboard_actors::{Broker, BrokerSettings};
 
 use crate::config::{cores, Config, ConfigError};
-use crate::http::files::{FileCaps, FileServer, RegistryKeys};
-use crate::http::{routes, AppState};
+use crate::http::files::{DirectoryKeys, FileCaps, FileServer};
+use crate::http::{operator_routes, routes, AppState};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +133,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             max_bytes_per_client: concierge.max_bytes_per_client.as_u64(),
             max_files_dir_bytes: concierge.max_files_dir_bytes.as_u64(),
         },
-        Box::new(RegistryKeys(broker.registry.clone())),
+        Box::new(DirectoryKeys(broker.concierge_directory.clone())),
     )
     .map_err(|source| ServeError::Files {
         path: concierge.files_dir.display().to_string(),
@@ -137,8 +142,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let files = web::Data::new(files);
     let routes = routes(&config);
     let write_timeout = config.limits.write_timeout;
+    let operator_state = state.clone();
+    let operator_tls = tls.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::http::metrics::record))
             .app_data(state.clone())
             .app_data(files.clone())
             .configure(routes.clone())
@@ -151,6 +159,16 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         Some(tls) => (server.bind_rustls_0_23(&config.server.bind, tls)?, "https"),
         None => (server.bind(&config.server.bind)?, "http"),
     };
+    let operator = match &config.admin.bind {
+        Some(bind) => Some(operator_listener(
+            bind,
+            operator_state,
+            operator_tls,
+            write_timeout,
+        )?),
+        None => None,
+    };
+    broker.monitor.do_send(ProbeStore(broker.store.clone()));
     for addr in server.addrs() {
         log::info!("listening on {scheme}://{addr}");
         // Scripts and tests read the bound address (port 0 picks one) from stdout.
@@ -164,13 +182,51 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         broker.clone(),
         config.server.shutdown_timeout,
     ));
+    let operator = operator.map(|operator| {
+        let handle = operator.handle();
+        actix_rt::spawn(operator);
+        handle
+    });
     match select(Box::pin(server), shutdown).await {
         Either::Left((result, _)) => result?,
         Either::Right(_) => log::warn!("shutdown deadline reached with connections still open"),
     }
+    if let Some(operator) = operator {
+        operator.stop(false).await;
+    }
     broker.stop().await;
     log::info!("stopped");
     Ok(())
+}
+
+/// The separate listener of `admin.bind`: `/metrics`, the admin API and the
+/// console only (TLS too when the public listener has it), bound before
+/// the public listener's address is printed.
+fn operator_listener(
+    bind: &str,
+    state: web::Data<AppState>,
+    tls: Option<rustls::ServerConfig>,
+    write_timeout: Duration,
+) -> Result<actix_web::dev::Server, ServeError> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(crate::http::metrics::record))
+            .app_data(state.clone())
+            .configure(operator_routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .on_connect(move |conn, ext| tune_accepted_socket(conn, ext, write_timeout));
+    let (server, scheme) = match tls {
+        Some(tls) => (server.bind_rustls_0_23(bind, tls)?, "https"),
+        None => (server.bind(bind)?, "http"),
+    };
+    for addr in server.addrs() {
+        log::info!("operator listener (metrics, admin API, console) on {scheme}://{addr}");
+        println!("switchboard admin listening on {scheme}://{addr}");
+    }
+    Ok(server.run())
 }
 
 /// The rustls server configuration for the PEM chain at `cert` and the PEM

@@ -10,7 +10,9 @@ use actix_web_actors::ws;
 use switchboard_actors::auth::{token_from, Claims};
 use switchboard_actors::chat::ChatMember;
 use switchboard_actors::concierge::{wire, ConciergeClient};
-use switchboard_actors::connection::{AcceptedSocket, ConnectionCore, Disconnect, Heartbeat};
+use switchboard_actors::connection::{
+    AcceptedSocket, ClientHeaders, Connection, ConnectionCore, Disconnect, Heartbeat,
+};
 use switchboard_actors::live::{LiveClient, LiveUser};
 use switchboard_actors::metrics::metrics;
 use switchboard_actors::rooms::RoomsClient;
@@ -101,7 +103,7 @@ fn admit(
     protocol: Protocol,
 ) -> Result<ConnectionCore, ApiError> {
     check_origin(req, state)?;
-    let peer = req.peer_addr();
+    let peer = crate::client_addr::client_addr(req);
     let broker = &state.broker;
     let ticket = broker
         .admission
@@ -118,7 +120,15 @@ fn admit(
         broker.registry.clone(),
         ticket,
     )
-    .with_socket(req.conn_data::<AcceptedSocket>().copied()))
+    .with_socket(req.conn_data::<AcceptedSocket>().copied())
+    .with_client_headers(client_headers(req)))
+}
+
+/// The `Origin` and `User-Agent` of an upgrade request, as the operator
+/// sees them (headers that are not text are left out).
+fn client_headers(req: &HttpRequest) -> ClientHeaders {
+    let text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    ClientHeaders::new(text(header::ORIGIN), text(header::USER_AGENT))
 }
 
 /// `GET /sessions`: a session-list watcher.
@@ -129,10 +139,9 @@ pub async fn sessions(
 ) -> Result<HttpResponse, actix_web::Error> {
     let core = admit(&req, &state, Protocol::Sessions)?;
     let broker = &state.broker;
-    let watcher = Watcher::new(
+    let watcher = Connection::new(
         core,
-        broker.session_feed.clone(),
-        broker.session_epoch.clone(),
+        Watcher::new(broker.session_feed.clone(), broker.session_epoch.clone()),
     );
     ws::WsResponseBuilder::new(watcher, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
@@ -157,11 +166,13 @@ pub async fn concierge(
         close: Disconnect::concierge(wire::close::HEARTBEAT_TIMEOUT, "heartbeat timeout"),
     };
     let core = admit(&req, &state, Protocol::Concierge)?.with_heartbeat(heartbeat);
-    let client = ConciergeClient::new(
+    let client = Connection::new(
         core,
-        broker.registry.clone(),
-        broker.concierge_lobby.clone(),
-        settings.clone(),
+        ConciergeClient::new(
+            broker.concierge_directory.clone(),
+            broker.concierge_lobby.clone(),
+            settings.clone(),
+        ),
     );
     ws::WsResponseBuilder::new(client, &req, stream)
         .protocols(&[wire::SUBPROTOCOL])
@@ -180,11 +191,13 @@ pub async fn chat(
 ) -> Result<HttpResponse, actix_web::Error> {
     let core = admit(&req, &state, Protocol::Chat)?;
     let broker = &state.broker;
-    let member = ChatMember::new(
+    let member = Connection::new(
         core,
-        broker.registry.clone(),
-        broker.chat.clone(),
-        room.map(web::Path::into_inner),
+        ChatMember::new(
+            broker.chat_directory.clone(),
+            broker.chat.clone(),
+            room.map(web::Path::into_inner),
+        ),
     );
     ws::WsResponseBuilder::new(member, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
@@ -201,7 +214,10 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError>
         .and_then(|v| v.to_str().ok());
     let token = token_from(req.uri().query(), authorization).ok_or(ApiError::InvalidToken)?;
     keys.verify(&token).map_err(|e| {
-        log::info!("token upgrade from {:?} refused: {e}", req.peer_addr());
+        log::info!(
+            "token upgrade from {:?} refused: {e}",
+            crate::client_addr::client_addr(req)
+        );
         ApiError::InvalidToken
     })
 }
@@ -219,7 +235,10 @@ pub async fn live(
         id: claims.sub,
         name: claims.name,
     };
-    let client = LiveClient::new(core, me, broker.store.clone(), broker.presence.clone());
+    let client = Connection::new(
+        core,
+        LiveClient::new(me, broker.store.clone(), broker.presence.clone()),
+    );
     ws::WsResponseBuilder::new(client, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
         .start()
@@ -236,13 +255,16 @@ pub async fn rooms(
     let user = state.broker.rooms.user_id(&claims.sub).ok_or_else(|| {
         log::info!(
             "rooms upgrade from {:?} refused: token sub is not a UUID",
-            req.peer_addr()
+            crate::client_addr::client_addr(&req)
         );
         ApiError::InvalidToken
     })?;
     let core = admit(&req, &state, Protocol::Rooms)?;
     let broker = &state.broker;
-    let client = RoomsClient::new(core, user, broker.registry.clone(), broker.rooms.clone());
+    let client = Connection::new(
+        core,
+        RoomsClient::new(user, broker.rooms_directory.clone(), broker.rooms.clone()),
+    );
     ws::WsResponseBuilder::new(client, &req, stream)
         .frame_size(broker.limits.max_frame_bytes())
         .start()

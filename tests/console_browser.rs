@@ -12,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::rooms::{ALICE, BOB};
+use common::tokens::token;
 use common::{Broker, ADMIN_KEY};
 
 /// How long the browser script may take before it is killed.
@@ -56,13 +58,24 @@ fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
 /// `{"event_type":"system","severity":"info","message":...}`; disconnecting a
 /// client from the Connections list closes it with 1008 and the typed
 /// reason; removing a user from the room on the Chat rooms tab closes it
-/// with 1008 naming the room and the room sees it leave; the page logs no
-/// script or CSP error; and a full-page screenshot
-/// is saved for the README.
+/// with 1008 naming the room and the room sees it leave; the overview shows
+/// the process's memory and descriptors and those closes under 1008; the
+/// Live presence tab shows a live user and its game; a connection's detail
+/// names its protocol, identity, peer and chat room, and its close button
+/// closes it with 1008; sorting the connections by id orders the rows; a
+/// permanent removal from a permissioned room shows in the room's bans and
+/// lifting it there lets the user enter again; the page logs no script or
+/// CSP error; and a full-page screenshot is saved for the README.
 #[test]
 #[ignore = "needs Chromium and tests/browser/node_modules; .ci/run runs it"]
 fn the_console_shows_the_broker_live_and_acts_on_it() {
-    let broker = Broker::start();
+    let broker = Broker::with(common::tokens::options());
+    let user = |id: &str, name: &str| serde_json::json!({"id": id, "name": name, "token": token(id, name)});
+    let tokens = serde_json::json!({
+        "live": user("live-console-1", "livia"),
+        "owner": user(ALICE, "alice"),
+        "guest": user(BOB, "bob"),
+    });
     let screenshot = screenshot_path();
     std::fs::create_dir_all(screenshot.parent().unwrap()).expect("target dir");
     let _ = std::fs::remove_file(&screenshot);
@@ -73,6 +86,7 @@ fn the_console_shows_the_broker_live_and_acts_on_it() {
         .env("SWITCHBOARD_URL", broker.http(""))
         .env("SWITCHBOARD_ADMIN_KEY", ADMIN_KEY)
         .env("SCREENSHOT", &screenshot)
+        .env("SWITCHBOARD_TOKENS", tokens.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -86,12 +86,41 @@ impl ConnectionInfo {
         ConnectionInfo {
             id,
             protocol: entry.protocol.as_str(),
-            peer: entry.peer.map(|p| p.to_string()),
+            peer: entry.peer.map(peer_text),
             identity: entry.stats.identity().map(str::to_owned),
             connected_since: entry.since,
             messages_in: entry.stats.messages_in(),
             messages_out: entry.stats.messages_out(),
             queue_depth: entry.outbox.len(),
+        }
+    }
+}
+
+/// One open connection in detail: what the list shows, plus what the
+/// client said of itself when it connected and the bytes it moved.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionDetail {
+    /// What the list shows.
+    #[serde(flatten)]
+    pub info: ConnectionInfo,
+    /// The upgrade request's `Origin` header, if it had one.
+    pub origin: Option<String>,
+    /// The upgrade request's `User-Agent` header, if it had one.
+    pub user_agent: Option<String>,
+    /// Payload bytes of the whole messages received.
+    pub bytes_in: u64,
+    /// Payload bytes of the frames written.
+    pub bytes_out: u64,
+}
+
+impl ConnectionDetail {
+    fn of(id: ConnId, entry: &ConnectionEntry) -> Self {
+        ConnectionDetail {
+            info: ConnectionInfo::of(id, entry),
+            origin: entry.client.origin.clone(),
+            user_agent: entry.client.user_agent.clone(),
+            bytes_in: entry.stats.bytes_in(),
+            bytes_out: entry.stats.bytes_out(),
         }
     }
 }
@@ -113,9 +142,20 @@ impl ConnectionEntry {
         }
         scratch.clear();
         if let Some(addr) = self.peer {
-            let _ = write!(scratch, "{addr}");
+            scratch.push_str(&peer_text(addr));
         }
         matches(scratch, search)
+    }
+}
+
+/// A peer as an operator reads it: `ip:port`, or the bare IP when the port
+/// is 0 (a client named by a trusted proxy's `X-Forwarded-For`, which gives
+/// no port).
+fn peer_text(addr: std::net::SocketAddr) -> String {
+    if addr.port() == 0 {
+        addr.ip().to_string()
+    } else {
+        addr.to_string()
     }
 }
 
@@ -156,6 +196,27 @@ impl Handler<ListConnections> for Registry {
                 .map(|(&id, entry)| ConnectionInfo::of(id, entry))
                 .collect(),
         })
+    }
+}
+
+/// One open connection by id (the console's detail view), or none when no
+/// open connection has it.
+#[derive(Message)]
+#[rtype(result = "Option<ConnectionDetail>")]
+pub struct DescribeConnection(pub ConnId);
+
+impl Handler<DescribeConnection> for Registry {
+    type Result = MessageResult<DescribeConnection>;
+    fn handle(
+        &mut self,
+        DescribeConnection(id): DescribeConnection,
+        _: &mut Self::Context,
+    ) -> Self::Result {
+        MessageResult(
+            self.connections
+                .get(&id)
+                .map(|entry| ConnectionDetail::of(id, entry)),
+        )
     }
 }
 

@@ -171,15 +171,16 @@ impl TokenKeys {
     }
 }
 
-/// Makes the pure-Rust provider the process default if nothing chose one yet.
+/// Makes the aws-lc-rs provider the process default if nothing chose one yet.
 ///
 /// jsonwebtoken 10 picks its provider from its cargo features and panics on
 /// first use when both backends end up enabled through feature unification
-/// (another crate in the graph asking for `aws_lc_rs`). Installing ours
+/// (another crate in the graph asking for `rust_crypto`). Installing ours
 /// explicitly removes that failure mode; if a provider is already installed,
-/// that choice stands, which is why the result is ignored.
+/// that choice stands, which is why the result is ignored. aws-lc-rs rather
+/// than `rust_crypto` because the latter pulls in `rsa` (RUSTSEC-2023-0071).
 fn select_crypto_provider() {
-    let _already_chosen = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    let _already_chosen = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
 }
 
 /// Turns a library error into a loggable refusal.

@@ -1,5 +1,8 @@
-//! Starting the actor system: store thread, arbiter pool, registry and the
-//! protocols' long-lived actors, wired together.
+//! Starting the actor system: store thread, arbiter pool, the connection
+//! registry, each protocol's directory and the protocols' long-lived actors,
+//! wired together. The registry, the directories, the lobbies, the feed and
+//! the presence run under a `Supervisor`, and start the rooms, services and
+//! listings supervised in turn: the broker's one supervision tree.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +47,7 @@ pub struct BrokerSettings {
 /// The running actor system, as the HTTP layer sees it.
 #[derive(Clone)]
 pub struct Broker {
-    /// The directory.
+    /// Every open connection.
     pub registry: Addr<Registry>,
     /// The store thread.
     pub store: StoreHandle,
@@ -52,6 +55,8 @@ pub struct Broker {
     pub limits: Arc<Limits>,
     /// Admission counters for WebSocket upgrades.
     pub admission: Arc<Admission>,
+    /// The session list's directory of listings.
+    pub listing_directory: Addr<ListingDirectory>,
     /// The session list's feed of watchers.
     pub session_feed: Addr<SessionFeed>,
     /// The session list's current epoch.
@@ -60,12 +65,20 @@ pub struct Broker {
     pub concierge_lobby: Addr<Lobby>,
     /// The concierge's settings.
     pub concierge: Arc<ConciergeSettings>,
+    /// The concierge's directory of clients and services: names, keys,
+    /// subscriptions, and the service actors it hands out.
+    pub concierge_directory: Addr<ConciergeDirectory>,
     /// The chat's settings.
     pub chat: Arc<ChatSettings>,
+    /// The chat's directory of users and rooms.
+    pub chat_directory: Addr<ChatDirectory>,
     /// Live presence: who is online, playing what.
     pub presence: Addr<Presence>,
     /// The permissioned rooms' settings.
     pub rooms: Arc<RoomsSettings>,
+    /// The permissioned rooms' directory: looks rooms up, creates them and
+    /// delivers invites.
+    pub rooms_directory: Addr<RoomsDirectory>,
     /// Samples the figures the operator console shows.
     pub monitor: Addr<Monitor>,
     pool: Arc<ArbiterPool>,
@@ -86,13 +99,15 @@ impl Broker {
         let session_feed =
             Supervisor::start_in_arbiter(&pool.next(), move |_| SessionFeed::new(shared, version));
 
-        let directory = ListingDirectory::new(
+        let listing_directory = ListingDirectory::new(
             epoch,
             settings.sessions,
             session_feed.clone(),
             Arc::clone(&pool),
             store.clone(),
         );
+        let listing_directory =
+            Supervisor::start_in_arbiter(&pool.next(), move |_| listing_directory);
         let evict_after = settings.limits.slow_consumer_drops;
         let concierge_lobby = Supervisor::start_in_arbiter(&pool.next(), move |_| {
             Lobby::new(Protocol::Concierge, ActorKind::ConciergeLobby, evict_after)
@@ -105,6 +120,8 @@ impl Broker {
             settings.concierge.files_dir.clone(),
             settings.concierge.fs_key,
         );
+        let concierge_directory =
+            Supervisor::start_in_arbiter(&pool.next(), move |_| concierge_directory);
         let chat_lobby = Supervisor::start_in_arbiter(&pool.next(), move |_| {
             Lobby::new(Protocol::Chat, ActorKind::ChatLobby, evict_after)
         });
@@ -116,16 +133,11 @@ impl Broker {
             settings.chat.clone(),
             evict_after,
         );
+        let chat_directory = Supervisor::start_in_arbiter(&pool.next(), move |_| chat_directory);
         let rooms_directory =
             RoomsDirectory::new(stored_rooms, Arc::clone(&pool), store.clone(), evict_after);
-        let registry = Supervisor::start_in_arbiter(&pool.next(), move |_| {
-            Registry::new(
-                directory,
-                concierge_directory,
-                chat_directory,
-                rooms_directory,
-            )
-        });
+        let rooms_directory = Supervisor::start_in_arbiter(&pool.next(), move |_| rooms_directory);
+        let registry = Supervisor::start_in_arbiter(&pool.next(), move |_| Registry::new());
         let presence =
             Supervisor::start_in_arbiter(&pool.next(), move |_| Presence::new(evict_after));
 
@@ -141,13 +153,17 @@ impl Broker {
             store,
             limits,
             admission,
+            listing_directory,
             session_feed,
             session_epoch,
             concierge_lobby,
             concierge: Arc::new(settings.concierge),
+            concierge_directory,
             chat: Arc::new(settings.chat),
+            chat_directory,
             presence,
             rooms: Arc::new(settings.rooms),
+            rooms_directory,
             monitor,
             pool,
         })

@@ -1,11 +1,16 @@
-//! The per-socket mechanics every protocol shares.
+//! The connection actor every protocol shares.
 //!
-//! Each protocol's connection actor owns a [`ConnectionCore`] and hands every
-//! WebSocket item to [`ConnectionCore::receive`]. The core answers pings,
-//! reassembles fragmented messages, enforces the frame-size limit (close
-//! 1009) and the inbound rate limit (refusal, then close 1008), judges
-//! liveness by heartbeat, keeps the metrics and registers the connection with
-//! the registry. The protocol sees only whole text or binary messages.
+//! [`Connection`] is the one WebSocket actor of the broker: it owns a
+//! [`ConnectionCore`] and a protocol's own state, and implements everything
+//! that is the same for every protocol. The core answers pings, reassembles
+//! fragmented messages, enforces the frame-size limit (close 1009) and the
+//! inbound rate limit (refusal, then close 1008), judges liveness by
+//! heartbeat, owns the bounded outbox and its flush, closes with codes from
+//! [the close-code table](crate::close), keeps the metrics and registers the
+//! connection with the registry. A protocol supplies only its [`Hooks`]
+//! (join, handle a text or binary message, answer a refusal, terminate), as
+//! Phoenix channels do with join / handle_in / terminate, and handles its
+//! own messages as `Handler<M> for Connection<ItsState>`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -22,7 +27,7 @@ use bytestring::ByteString;
 
 use crate::admission::Ticket;
 use crate::limits::{Limits, TokenBucket};
-use crate::metrics::{metrics, ProtocolMetrics};
+use crate::metrics::{metrics, ProtocolErrorKind, ProtocolMetrics};
 use crate::outbox::{Flush, Outbox};
 use crate::registry::{Connected, Disconnected, Registry};
 use crate::Protocol;
@@ -115,6 +120,8 @@ impl Heartbeat {
 pub struct ConnectionStats {
     messages_in: AtomicU64,
     messages_out: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
     identity: OnceLock<String>,
 }
 
@@ -129,9 +136,44 @@ impl ConnectionStats {
         self.messages_out.load(Ordering::Relaxed)
     }
 
+    /// Payload bytes of the whole messages received.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// Payload bytes of the frames written.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
     /// The name the client goes by in its protocol, once it has one.
     pub fn identity(&self) -> Option<&str> {
         self.identity.get().map(String::as_str)
+    }
+}
+
+/// What a client said of itself in its upgrade request, kept for the
+/// operator's view of the connection (`GET /api/admin/connections/{id}`),
+/// each cut to [`ClientHeaders::MAX_CHARS`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientHeaders {
+    /// The `Origin` header (sent by browsers).
+    pub origin: Option<String>,
+    /// The `User-Agent` header.
+    pub user_agent: Option<String>,
+}
+
+impl ClientHeaders {
+    /// The most characters kept of each header.
+    pub const MAX_CHARS: usize = 256;
+
+    /// The headers as given, each cut to [`ClientHeaders::MAX_CHARS`].
+    pub fn new(origin: Option<&str>, user_agent: Option<&str>) -> Self {
+        let keep = |value: &str| value.chars().take(Self::MAX_CHARS).collect();
+        ClientHeaders {
+            origin: origin.map(keep),
+            user_agent: user_agent.map(keep),
+        }
     }
 }
 
@@ -166,6 +208,100 @@ impl AcceptedSocket {
     }
 }
 
+/// The connection actor: the shared mechanics in `core`, the protocol's
+/// per-connection state in `state`.
+pub struct Connection<P> {
+    /// The shared mechanics.
+    pub core: ConnectionCore,
+    /// What the protocol knows of this connection.
+    pub state: P,
+}
+
+/// The context a [`Connection`] runs in: a WebSocket actor's.
+pub type ConnectionContext<P> = WebsocketContext<Connection<P>>;
+
+impl<P: Hooks> Connection<P> {
+    /// A connection with this core and protocol state (not yet started).
+    pub fn new(core: ConnectionCore, state: P) -> Self {
+        Connection { core, state }
+    }
+}
+
+/// What a protocol supplies to the shared [`Connection`] actor. Each hook
+/// gets the whole connection, so it can reach both the core (to write,
+/// close, identify) and its own state.
+pub trait Hooks: Sized + Unpin + 'static {
+    /// The connection has started: its outbox is open and it is registered,
+    /// so the protocol may join feeds and lobbies with its handle.
+    fn join(_conn: &mut Connection<Self>, _ctx: &mut ConnectionContext<Self>) {}
+
+    /// A whole text message that passed the shared checks.
+    fn handle_text(
+        conn: &mut Connection<Self>,
+        ctx: &mut ConnectionContext<Self>,
+        text: ByteString,
+    );
+
+    /// A whole binary message that passed the shared checks.
+    fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, bytes: Bytes);
+
+    /// A message the rate limit refused (`text` tells its kind): answer it in
+    /// the protocol's own words. The connection then closes a client that
+    /// keeps ignoring refusals.
+    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, text: bool);
+
+    /// The connection has stopped: leave whatever was joined.
+    fn terminate(_conn: &mut Connection<Self>) {}
+}
+
+impl<P: Hooks> Actor for Connection<P> {
+    type Context = ConnectionContext<P>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.core.started(ctx);
+        P::join(self, ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.core.stopped();
+        P::terminate(self);
+    }
+}
+
+impl<P: Hooks> StreamHandler<Result<ws::Message, ProtocolError>> for Connection<P> {
+    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        let Some(inbound) = self.core.receive(item, ctx) else {
+            return;
+        };
+        let started = Instant::now();
+        match inbound {
+            Inbound::Text(text) => P::handle_text(self, ctx, text),
+            Inbound::Binary(bytes) => P::handle_binary(self, ctx, bytes),
+            Inbound::RateLimited { text } => {
+                P::rate_limited(self, ctx, text);
+                self.core.close_if_abusive(ctx);
+            }
+        }
+        self.core.observe_handling(started);
+    }
+}
+
+impl<P: Hooks> Handler<Flush> for Connection<P> {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
+        self.core.flush(ctx);
+    }
+}
+
+impl<P: Hooks> Handler<Disconnect> for Connection<P> {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        self.core.close(ctx, &msg);
+    }
+}
+
 /// How others reach a connection: its frames and its close switch.
 #[derive(Clone)]
 pub struct MemberHandle {
@@ -177,44 +313,16 @@ pub struct MemberHandle {
     pub disconnect: Recipient<Disconnect>,
 }
 
-/// A protocol's connection actor: a WebSocket actor that owns a core and
-/// handles the shared messages (see [`connection_handlers!`](crate::connection_handlers)).
-pub trait WsConnection:
-    Actor<Context = WebsocketContext<Self>> + Handler<Flush> + Handler<Disconnect>
-{
-    /// The connection's shared mechanics.
-    fn core(&mut self) -> &mut ConnectionCore;
-}
-
-/// Implements [`Handler`] for [`Flush`] and [`Disconnect`] on a
-/// [`WsConnection`] by delegating to its core.
-#[macro_export]
-macro_rules! connection_handlers {
-    ($actor:ty) => {
-        impl ::actix::Handler<$crate::outbox::Flush> for $actor {
-            type Result = ();
-            fn handle(&mut self, _: $crate::outbox::Flush, ctx: &mut Self::Context) {
-                $crate::connection::WsConnection::core(self).flush(ctx);
-            }
-        }
-        impl ::actix::Handler<$crate::connection::Disconnect> for $actor {
-            type Result = ();
-            fn handle(&mut self, msg: $crate::connection::Disconnect, ctx: &mut Self::Context) {
-                $crate::connection::WsConnection::core(self).close(ctx, &msg);
-            }
-        }
-    };
-}
-
 /// Writes everything queued in `outbox` to the socket, in order, in one go
 /// (on its [`Flush`]); `batch` is empty before and after and keeps its
-/// allocation between calls. Answers how many frames were written. Every
-/// WebSocket fed through an outbox (connections, consoles) drains it here.
+/// allocation between calls. Answers how many frames and payload bytes
+/// were written. Every WebSocket fed through an outbox (connections,
+/// consoles) drains it here.
 pub fn write_queued<A>(
     ctx: &mut WebsocketContext<A>,
     outbox: &Outbox,
     batch: &mut VecDeque<Frames>,
-) -> u64
+) -> (u64, u64)
 where
     A: Actor<Context = WebsocketContext<A>>,
 {
@@ -222,7 +330,7 @@ where
     batch
         .drain(..)
         .map(|frames| ConnectionCore::write_frames(ctx, frames))
-        .sum()
+        .fold((0, 0), |(f, b), (frames, bytes)| (f + frames, b + bytes))
 }
 
 /// A whole inbound message that passed the shared checks.
@@ -238,6 +346,17 @@ pub enum Inbound {
         /// Whether the refused message was text (else binary).
         text: bool,
     },
+}
+
+impl Inbound {
+    /// The message's payload size in bytes (0 for a refusal).
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Inbound::Text(text) => text.len(),
+            Inbound::Binary(bytes) => bytes.len(),
+            Inbound::RateLimited { .. } => 0,
+        }
+    }
 }
 
 /// The shared state of one connection.
@@ -259,6 +378,7 @@ pub struct ConnectionCore {
     batch: VecDeque<Frames>,
     stats: Arc<ConnectionStats>,
     socket: Option<AcceptedSocket>,
+    client: ClientHeaders,
     /// The broker has sent its close frame and waits for the client's.
     closing: bool,
     _ticket: Ticket,
@@ -299,9 +419,17 @@ impl ConnectionCore {
             batch: VecDeque::new(),
             stats: Arc::default(),
             socket: None,
+            client: ClientHeaders::default(),
             closing: false,
             _ticket: ticket,
         }
+    }
+
+    /// Records what the client said of itself in its upgrade request
+    /// (before start), for the operator's view of the connection.
+    pub fn with_client_headers(mut self, client: ClientHeaders) -> Self {
+        self.client = client;
+        self
     }
 
     /// Records the accepted socket under the connection (before start), so
@@ -335,7 +463,7 @@ impl ConnectionCore {
     }
 
     /// The handle others use to reach this connection (once it has started).
-    pub fn handle<A: WsConnection>(&self, ctx: &WebsocketContext<A>) -> MemberHandle {
+    pub fn handle<P: Hooks>(&self, ctx: &ConnectionContext<P>) -> MemberHandle {
         MemberHandle {
             id: self.id,
             deliver: self
@@ -346,9 +474,9 @@ impl ConnectionCore {
         }
     }
 
-    /// Call from the actor's `started`: opens the bounded outbox, starts
+    /// From [`Connection`]'s `started`: opens the bounded outbox, starts
     /// the heartbeat and registers the connection.
-    pub fn started<A: WsConnection>(&mut self, ctx: &mut WebsocketContext<A>) {
+    pub fn started<P: Hooks>(&mut self, ctx: &mut ConnectionContext<P>) {
         let outbox = Outbox::bounded(
             self.limits.outbound_queue,
             self.limits.outbound_queue_byte_bound(),
@@ -364,14 +492,15 @@ impl ConnectionCore {
             disconnect: ctx.address().recipient(),
             outbox,
             stats: Arc::clone(&self.stats),
+            client: std::mem::take(&mut self.client),
         });
         let Heartbeat {
             interval,
             timeout,
             close,
         } = self.heartbeat.clone();
-        ctx.run_interval(interval, move |act, ctx| {
-            let core = act.core();
+        ctx.run_interval(interval, move |conn, ctx| {
+            let core = &mut conn.core;
             if core.last_heard.elapsed() > timeout {
                 core.close(ctx, &close);
             } else {
@@ -380,7 +509,7 @@ impl ConnectionCore {
         });
     }
 
-    /// Call from the actor's `stopped`: unregisters the connection.
+    /// From [`Connection`]'s `stopped`: unregisters the connection.
     pub fn stopped(&mut self) {
         if let Some(outbox) = &self.outbox {
             outbox.close();
@@ -466,34 +595,40 @@ impl ConnectionCore {
         if self.closing {
             return;
         }
-        let written = Self::write_frames(ctx, frames);
-        self.count_out(written);
+        let (written, bytes) = Self::write_frames(ctx, frames);
+        self.count_out(written, bytes);
     }
 
-    fn count_out(&self, written: u64) {
+    fn count_out(&self, written: u64, bytes: u64) {
+        self.stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
         self.metrics.messages_out.inc_by(written);
+        self.metrics.sent_bytes.inc_by(bytes);
         self.stats
             .messages_out
             .fetch_add(written, Ordering::Relaxed);
     }
 
-    /// Writes `frames` and says how many there were. A single frame is
-    /// moved, not cloned: its shared bytes are touched by every recipient's
-    /// thread, so each reference-count change costs.
-    fn write_frames<A>(ctx: &mut WebsocketContext<A>, frames: Frames) -> u64
+    /// Writes `frames` and says how many there were and their payload
+    /// bytes. A single frame is moved, not cloned: its shared bytes are
+    /// touched by every recipient's thread, so each reference-count change
+    /// costs.
+    fn write_frames<A>(ctx: &mut WebsocketContext<A>, frames: Frames) -> (u64, u64)
     where
         A: Actor<Context = WebsocketContext<A>>,
     {
         match frames {
             Frames::One(frame) => {
+                let bytes = frame.len() as u64;
                 ctx.text(frame);
-                1
+                (1, bytes)
             }
             Frames::Many(frames) => {
+                let mut bytes = 0;
                 for frame in frames.iter() {
+                    bytes += frame.len() as u64;
                     ctx.text(frame.clone());
                 }
-                frames.len() as u64
+                (frames.len() as u64, bytes)
             }
         }
     }
@@ -523,9 +658,10 @@ impl ConnectionCore {
             self.batch.clear();
             return;
         }
-        // One update of the shared counter per batch, not per frame.
-        let written = write_queued(ctx, outbox, &mut self.batch);
-        self.count_out(written);
+        // One update of the shared counters per batch, not per frame.
+        let (written, bytes) = write_queued(ctx, outbox, &mut self.batch);
+        self.metrics.flushed(written);
+        self.count_out(written, bytes);
     }
 
     /// Sends the close frame, then waits for the client's answer (which
@@ -541,6 +677,7 @@ impl ConnectionCore {
             return;
         }
         self.closing = true;
+        self.metrics.closed_by_server(close.code);
         log::debug!(
             "{} connection {} closed by the broker: {} {}",
             self.protocol,
@@ -612,13 +749,18 @@ impl ConnectionCore {
     /// Counts a whole inbound message against the rate limit. A client that
     /// keeps sending after `burst` refusals in a row is closed with 1008.
     fn admit(&mut self, message: Inbound) -> Option<Inbound> {
+        self.metrics.received(&message);
         self.metrics.messages_in.inc();
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_in
+            .fetch_add(message.payload_len() as u64, Ordering::Relaxed);
         if self.bucket.take(Instant::now()) {
             self.refused_in_a_row = 0;
             return Some(message);
         }
         self.metrics.dropped_rate.inc();
+        self.metrics.protocol_error(ProtocolErrorKind::RateLimited);
         self.refused_in_a_row += 1;
         Some(Inbound::RateLimited {
             text: matches!(message, Inbound::Text(_)),

@@ -6,9 +6,12 @@
 //! no recipient costs a serialisation and no slow recipient can make the
 //! sender wait or grow memory without bound. A full mailbox counts a drop
 //! (`reason="slow"`); a member that drops `evict_after` messages in a row is
-//! removed and told to close.
+//! removed and told to close. Each broadcast's recipients and duration are
+//! observed (`switchboard_fanout_size`, `switchboard_broadcast_duration_seconds`),
+//! so an operator sees fan-out cost grow before deliveries lag.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use crate::connection::{ConnId, Deliver, Disconnect, Frames, MemberHandle};
 use crate::metrics::{metrics, ProtocolMetrics};
@@ -104,6 +107,7 @@ impl FanOut {
     /// Sends `frame` to every member but `except` (a sender that must not
     /// hear its own message). Returns the members removed on the way.
     pub fn broadcast_except(&mut self, frame: &Frames, except: Option<ConnId>) -> Vec<ConnId> {
+        let started = Instant::now();
         let recipients =
             self.members.len() - usize::from(except.is_some_and(|id| self.contains(id)));
         self.metrics.fanout_size.observe(recipients as f64);
@@ -119,6 +123,9 @@ impl FanOut {
         for id in &removed {
             self.members.remove(id);
         }
+        self.metrics
+            .broadcast_seconds
+            .observe(started.elapsed().as_secs_f64());
         removed
     }
 

@@ -12,6 +12,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::close;
+use crate::connection::Inbound;
 use crate::Protocol;
 
 /// Most distinct client versions reported as their own label; the rest are
@@ -39,10 +41,18 @@ pub enum ActorKind {
     LivePresence,
     /// One permissioned room.
     Room,
+    /// The session list's directory of listings (one).
+    ListingDirectory,
+    /// The concierge's directory of clients and services (one).
+    ConciergeDirectory,
+    /// The chat's directory of users and rooms (one).
+    ChatDirectory,
+    /// The permissioned rooms' directory (one).
+    RoomsDirectory,
 }
 
 impl ActorKind {
-    const ALL: [ActorKind; 9] = [
+    const ALL: [ActorKind; 13] = [
         ActorKind::Registry,
         ActorKind::SessionFeed,
         ActorKind::SessionListing,
@@ -52,6 +62,10 @@ impl ActorKind {
         ActorKind::ChatRoom,
         ActorKind::LivePresence,
         ActorKind::Room,
+        ActorKind::ListingDirectory,
+        ActorKind::ConciergeDirectory,
+        ActorKind::ChatDirectory,
+        ActorKind::RoomsDirectory,
     ];
 
     /// The label value.
@@ -66,6 +80,10 @@ impl ActorKind {
             ActorKind::ChatRoom => "chat_room",
             ActorKind::LivePresence => "live_presence",
             ActorKind::Room => "room",
+            ActorKind::ListingDirectory => "listing_directory",
+            ActorKind::ConciergeDirectory => "concierge_directory",
+            ActorKind::ChatDirectory => "chat_directory",
+            ActorKind::RoomsDirectory => "rooms_directory",
         }
     }
 }
@@ -116,6 +134,14 @@ pub struct Metrics {
     actors: IntGaugeVec,
     client_versions: IntGaugeVec,
     known_versions: Mutex<HashSet<String>>,
+    /// The store's series.
+    pub store: StoreMetrics,
+    /// The HTTP API's series.
+    pub http: HttpMetrics,
+    /// `limits.max_connections`, so an alert can compare the open
+    /// connections with the cap without knowing the configuration.
+    pub max_connections: IntGauge,
+    build_info: IntGaugeVec,
 }
 
 /// The series of one protocol, resolved once.
@@ -143,6 +169,259 @@ pub struct ProtocolMetrics {
     pub fanout_size: Histogram,
     /// Time to handle one inbound message, in seconds.
     pub handling_seconds: Histogram,
+    /// Payload bytes of whole messages received from clients.
+    pub received_bytes: IntCounter,
+    /// Payload bytes of text frames written to clients.
+    pub sent_bytes: IntCounter,
+    /// Frames a connection's outbound queue held when it was flushed:
+    /// one observation per flush, so the hot path pays once per batch.
+    pub outbound_queue_depth: Histogram,
+    /// Time one broadcast took to offer a frame to every member, in seconds.
+    pub broadcast_seconds: Histogram,
+    /// Refused client input, by kind, in [`ProtocolErrorKind::ALL`] order.
+    errors: [IntCounter; ProtocolErrorKind::ALL.len()],
+    /// `switchboard_connections_closed_total`, resolved per code on use.
+    closed: IntCounterVec,
+    label: &'static str,
+}
+
+impl ProtocolMetrics {
+    /// Counts one piece of client input refused as `kind`.
+    pub fn protocol_error(&self, kind: ProtocolErrorKind) {
+        self.errors[kind as usize].inc();
+    }
+
+    /// Counts one connection the broker closed with `code`; codes outside
+    /// the close-code table count as `other`, so the label set stays bounded.
+    /// A close code means one thing wherever it is sent (see
+    /// [`crate::close`]), so a close for bad input also counts its protocol
+    /// error: 1002 framing, 1007 not UTF-8, 1009 too big, the concierge's
+    /// 4002 malformed.
+    pub fn closed_by_server(&self, code: u16) {
+        self.closed
+            .with_label_values(&[self.label, close_code_label(code)])
+            .inc();
+        let kind = match code {
+            close::PROTOCOL_ERROR => ProtocolErrorKind::Framing,
+            close::INVALID_PAYLOAD => ProtocolErrorKind::NotUtf8,
+            close::TOO_BIG => ProtocolErrorKind::TooBig,
+            close::concierge::FATAL_DECODE => ProtocolErrorKind::Malformed,
+            _ => return,
+        };
+        self.protocol_error(kind);
+    }
+
+    /// Counts the payload bytes of one whole inbound message.
+    pub fn received(&self, message: &Inbound) {
+        self.received_bytes.inc_by(message.payload_len() as u64);
+    }
+
+    /// Samples the outbound queue as a flush found it: `frames` written in
+    /// one batch (an empty flush is no sample).
+    pub fn flushed(&self, frames: u64) {
+        if frames > 0 {
+            self.outbound_queue_depth.observe(frames as f64);
+        }
+    }
+}
+
+/// What was wrong with a client's input, as the `kind` label of
+/// `switchboard_protocol_errors_total`: a small fixed set, so a client
+/// cannot grow the series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolErrorKind {
+    /// A message that is not valid JSON, or lacks a required field.
+    Malformed,
+    /// A well-formed message of a type the protocol does not know.
+    UnknownType,
+    /// A message larger than `limits.max_frame_bytes` (close 1009).
+    TooBig,
+    /// A text message that is not UTF-8 (close 1007).
+    NotUtf8,
+    /// A WebSocket framing violation (close 1002).
+    Framing,
+    /// A message refused by the inbound rate limit.
+    RateLimited,
+    /// A request the client is not allowed to make (no identity, no right).
+    Forbidden,
+}
+
+impl ProtocolErrorKind {
+    /// Every kind, in label order (the index of each is its discriminant).
+    pub const ALL: [ProtocolErrorKind; 7] = [
+        ProtocolErrorKind::Malformed,
+        ProtocolErrorKind::UnknownType,
+        ProtocolErrorKind::TooBig,
+        ProtocolErrorKind::NotUtf8,
+        ProtocolErrorKind::Framing,
+        ProtocolErrorKind::RateLimited,
+        ProtocolErrorKind::Forbidden,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ProtocolErrorKind::Malformed => "malformed",
+            ProtocolErrorKind::UnknownType => "unknown_type",
+            ProtocolErrorKind::TooBig => "too_big",
+            ProtocolErrorKind::NotUtf8 => "not_utf8",
+            ProtocolErrorKind::Framing => "framing",
+            ProtocolErrorKind::RateLimited => "rate_limited",
+            ProtocolErrorKind::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// The `code` label of a close: the codes of RFC 6455 and the concierge's
+/// own as numbers, anything else as `other`.
+fn close_code_label(code: u16) -> &'static str {
+    const LABELS: [&str; 16] = [
+        "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009", "1010",
+        "1011", "1012", "1013", "1014", "1015",
+    ];
+    const CONCIERGE: [&str; 10] = [
+        "4000", "4001", "4002", "4003", "4004", "4005", "4006", "4007", "4008", "4009",
+    ];
+    match code {
+        1000..=1015 => LABELS[usize::from(code - 1000)],
+        4000..=4009 => CONCIERGE[usize::from(code - 4000)],
+        _ => "other",
+    }
+}
+
+/// Why a store operation failed, as the `kind` label of
+/// `switchboard_store_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The database was busy or locked past the busy timeout.
+    Busy,
+    /// The disk is full.
+    DiskFull,
+    /// A constraint (unique key, foreign key, check) refused the write.
+    Constraint,
+    /// The disk or the file system failed (SQLite I/O error, a folder that
+    /// cannot be created).
+    Io,
+    /// A stored value did not have the expected form.
+    Corrupt,
+    /// A write refused by fault injection (test builds).
+    Injected,
+    /// Any other SQLite error.
+    Other,
+}
+
+impl StoreErrorKind {
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StoreErrorKind::Busy => "busy",
+            StoreErrorKind::DiskFull => "disk_full",
+            StoreErrorKind::Constraint => "constraint",
+            StoreErrorKind::Io => "io",
+            StoreErrorKind::Corrupt => "corrupt",
+            StoreErrorKind::Injected => "injected",
+            StoreErrorKind::Other => "other",
+        }
+    }
+}
+
+/// The store's series.
+pub struct StoreMetrics {
+    /// Time one write took, transaction and commit included, in seconds.
+    pub commit_seconds: Histogram,
+    /// Messages sent to the store actor and not yet taken up by its thread.
+    pub queue_depth: IntGauge,
+    errors: IntCounterVec,
+}
+
+impl StoreMetrics {
+    fn register(registry: &Registry) -> Self {
+        StoreMetrics {
+            commit_seconds: registered(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "switchboard_store_commit_duration_seconds",
+                        "Time one store write took, its transaction's commit included.",
+                    )
+                    .buckets(vec![
+                        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+                        0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    ]),
+                )
+                .expect("valid histogram"),
+            ),
+            queue_depth: gauge(
+                registry,
+                "switchboard_store_queue_depth",
+                "Messages waiting for the store actor (sent, not yet taken up by its thread).",
+            ),
+            errors: counter_vec(
+                registry,
+                "switchboard_store_errors_total",
+                "Store operations that failed, by kind (busy, disk_full, constraint, io, corrupt, injected, other).",
+                &["kind"],
+            ),
+        }
+    }
+
+    /// Counts one failed store operation.
+    pub fn error(&self, kind: StoreErrorKind) {
+        self.errors.with_label_values(&[kind.as_str()]).inc();
+    }
+}
+
+/// The operator's HTTP API series (every HTTP request, WebSocket upgrades
+/// included), labelled by route pattern so the label set stays bounded.
+pub struct HttpMetrics {
+    requests: IntCounterVec,
+    duration: HistogramVec,
+}
+
+/// The `method` label: the standard methods by name, anything else as `OTHER`.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("OTHER")
+}
+
+impl HttpMetrics {
+    fn register(registry: &Registry) -> Self {
+        HttpMetrics {
+            requests: counter_vec(
+                registry,
+                "switchboard_http_requests_total",
+                "HTTP requests answered, by method, route pattern (`unmatched` when no route took it) and status.",
+                &["method", "route", "status"],
+            ),
+            duration: histogram_vec(
+                registry,
+                HistogramOpts::new(
+                    "switchboard_http_request_duration_seconds",
+                    "Time from a request's arrival to its response's head, by method and route pattern.",
+                )
+                .buckets(vec![
+                    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                    5.0, 10.0,
+                ]),
+                &["method", "route"],
+            ),
+        }
+    }
+
+    /// Records one answered request. `route` must be a route pattern (e.g.
+    /// `/api/rooms/{id}`) or `unmatched`, never a raw path.
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
+        self.requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.duration
+            .with_label_values(&[method, route])
+            .observe(seconds);
+    }
 }
 
 /// The operator's figures at one instant (see [`Metrics::snapshot`]).
@@ -275,6 +554,12 @@ struct ProtocolFamilies {
     published: IntCounterVec,
     fanout: HistogramVec,
     handling: HistogramVec,
+    received_bytes: IntCounterVec,
+    sent_bytes: IntCounterVec,
+    queue_depth: HistogramVec,
+    broadcast: HistogramVec,
+    errors: IntCounterVec,
+    closed: IntCounterVec,
 }
 
 impl ProtocolFamilies {
@@ -349,11 +634,57 @@ impl ProtocolFamilies {
                 ),
                 labels,
             ),
+            received_bytes: counter_vec(
+                registry,
+                "switchboard_received_bytes_total",
+                "Payload bytes of whole messages received from clients.",
+                labels,
+            ),
+            sent_bytes: counter_vec(
+                registry,
+                "switchboard_sent_bytes_total",
+                "Payload bytes of frames written to clients.",
+                labels,
+            ),
+            queue_depth: histogram_vec(
+                registry,
+                HistogramOpts::new(
+                    "switchboard_outbound_queue_depth",
+                    "Frames waiting in a connection's outbound queue when it was flushed.",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ]),
+                labels,
+            ),
+            broadcast: histogram_vec(
+                registry,
+                HistogramOpts::new(
+                    "switchboard_broadcast_duration_seconds",
+                    "Time one broadcast took to offer its frames to every member.",
+                )
+                .buckets(
+                    prometheus::exponential_buckets(0.000_001, 4.0, 12).expect("valid buckets"),
+                ),
+                labels,
+            ),
+            errors: counter_vec(
+                registry,
+                "switchboard_protocol_errors_total",
+                "Client input refused, by kind (malformed, unknown_type, too_big, not_utf8, framing, rate_limited, forbidden).",
+                &["protocol", "kind"],
+            ),
+            closed: counter_vec(
+                registry,
+                "switchboard_connections_closed_total",
+                "WebSocket connections the broker closed, by close code (codes outside 1000-1015 and 4000-4009 as `other`).",
+                &["protocol", "code"],
+            ),
         }
     }
 
     /// The series of the protocol (or fan-out) called `label`.
-    fn of(&self, label: &str) -> ProtocolMetrics {
+    fn of(&self, label: &'static str) -> ProtocolMetrics {
         let l = &[label];
         ProtocolMetrics {
             connections: self.connections.with_label_values(l),
@@ -367,6 +698,14 @@ impl ProtocolFamilies {
             published: self.published.with_label_values(l),
             fanout_size: self.fanout.with_label_values(l),
             handling_seconds: self.handling.with_label_values(l),
+            received_bytes: self.received_bytes.with_label_values(l),
+            sent_bytes: self.sent_bytes.with_label_values(l),
+            outbound_queue_depth: self.queue_depth.with_label_values(l),
+            broadcast_seconds: self.broadcast.with_label_values(l),
+            errors: ProtocolErrorKind::ALL
+                .map(|kind| self.errors.with_label_values(&[label, kind.as_str()])),
+            closed: self.closed.clone(),
+            label,
         }
     }
 }
@@ -497,6 +836,19 @@ impl Metrics {
                 &["version"],
             ),
             known_versions: Mutex::new(HashSet::new()),
+            store: StoreMetrics::register(&registry),
+            http: HttpMetrics::register(&registry),
+            max_connections: gauge(
+                &registry,
+                "switchboard_max_connections",
+                "The configured cap on open WebSocket connections (limits.max_connections).",
+            ),
+            build_info: gauge_vec(
+                &registry,
+                "switchboard_build_info",
+                "Always 1: the version and git commit of the running build.",
+                &["version", "commit"],
+            ),
             registry,
         }
     }
@@ -540,6 +892,23 @@ impl Metrics {
         self.limit_rejections
             .with_label_values(&[protocol.as_str(), limit])
             .inc();
+    }
+
+    /// Counts one connection of `protocol` the broker closed with `code`.
+    pub fn closed_by_server(&self, protocol: Protocol, code: u16) {
+        self.protocol(protocol).closed_by_server(code);
+    }
+
+    /// Counts one piece of `protocol` client input refused as `kind`.
+    pub fn protocol_error(&self, protocol: Protocol, kind: ProtocolErrorKind) {
+        self.protocol(protocol).protocol_error(kind);
+    }
+
+    /// Records which build is running (`switchboard_build_info`); the
+    /// binary calls it once with its version and git commit.
+    pub fn set_build_info(&self, version: &str, commit: &str) {
+        self.build_info.reset();
+        self.build_info.with_label_values(&[version, commit]).set(1);
     }
 
     /// Counts one restart of a supervised actor.
@@ -610,6 +979,59 @@ mod tests {
             "known versions keep their label"
         );
         assert_eq!(m.client_connected("\n\r"), "unknown");
+    }
+
+    #[test]
+    fn close_codes_and_methods_are_bounded_labels() {
+        assert_eq!(close_code_label(1009), "1009");
+        assert_eq!(close_code_label(1015), "1015");
+        assert_eq!(close_code_label(4007), "4007");
+        for code in [0, 999, 1016, 3000, 4010, 65535] {
+            assert_eq!(close_code_label(code), "other", "{code}");
+        }
+        assert_eq!(method_label("DELETE"), "DELETE");
+        assert_eq!(method_label("PROPFIND"), "OTHER");
+        assert_eq!(method_label("get"), "OTHER");
+    }
+
+    #[test]
+    fn every_protocol_error_kind_is_its_own_series() {
+        let m = Metrics::new();
+        m.protocol_error(Protocol::Rooms, ProtocolErrorKind::UnknownType);
+        m.protocol_error(Protocol::Rooms, ProtocolErrorKind::UnknownType);
+        m.closed_by_server(Protocol::Rooms, 1013);
+        m.closed_by_server(Protocol::Rooms, 2999);
+        let text = m.render();
+        for kind in ProtocolErrorKind::ALL {
+            let zero = format!(
+                "switchboard_protocol_errors_total{{kind=\"{}\",protocol=\"chat\"}} 0",
+                kind.as_str()
+            );
+            assert!(text.contains(&zero), "missing {zero}");
+        }
+        for line in [
+            "switchboard_protocol_errors_total{kind=\"unknown_type\",protocol=\"rooms\"} 2",
+            "switchboard_connections_closed_total{code=\"1013\",protocol=\"rooms\"} 1",
+            "switchboard_connections_closed_total{code=\"other\",protocol=\"rooms\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn build_info_keeps_one_series() {
+        let m = Metrics::new();
+        m.set_build_info("0.1.0", "abc1234");
+        m.set_build_info("0.1.0", "def5678");
+        let text = m.render();
+        let lines: Vec<_> = text
+            .lines()
+            .filter(|l| l.starts_with("switchboard_build_info{"))
+            .collect();
+        assert_eq!(
+            lines,
+            ["switchboard_build_info{commit=\"def5678\",version=\"0.1.0\"} 1"]
+        );
     }
 
     #[test]

@@ -9,8 +9,18 @@
 //! outbox, a full one counts a drop (`protocol="console"`), and a console
 //! that keeps dropping is closed like any slow consumer. The overview of
 //! the admin API is the same sample taken on demand.
+//!
+//! The runtime figures ([`Runtime`], `GET /api/admin/runtime`) are asked
+//! for apart from the sample, whose fields clients already rely on: the
+//! process's own figures (resident memory, CPU seconds, open descriptors,
+//! read from `/proc/self` by prometheus's process collector), the store's
+//! latency (the round trip of a `Ping` through the store actor's queue,
+//! probed once a tick and never two at a time, so a stuck store shows as a
+//! growing figure) and the connections closed by the server per close code,
+//! summed over protocols from the series
+//! `switchboard_connections_closed_total{protocol,code}`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -22,13 +32,20 @@ use crate::connection::{ConnId, Disconnect, Frames, MemberHandle};
 use crate::fanout::FanOut;
 use crate::metrics::{metrics, Snapshot};
 use crate::outbox::Outbox;
+use crate::store::{self, StoreHandle};
 use crate::Protocol;
+use prometheus::core::Collector;
+use prometheus::process_collector::ProcessCollector;
 
 /// Samples kept for a console that opens: five minutes at one a second.
 pub const HISTORY: usize = 300;
 
 /// Pushes a console may miss in a row (its outbox full) before it is closed.
 pub const CONSOLE_EVICT_AFTER: u32 = 5;
+
+/// The series whose values are summed per close code into
+/// [`Sample::closes_by_code`].
+pub const CLOSES_SERIES: &str = "switchboard_connections_closed_total";
 
 /// The broker's figures at one instant, as the console and
 /// `GET /api/admin/overview` show them.
@@ -66,6 +83,81 @@ pub struct Sample {
     pub actor_restarts_total: u64,
     /// Messages published through the publish API since start.
     pub published_total: u64,
+}
+
+/// The process and the store as `GET /api/admin/runtime` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeFigures {
+    /// The process's resident memory, in bytes.
+    pub rss_bytes: u64,
+    /// CPU time the process has used (user and system), in seconds.
+    pub cpu_seconds: f64,
+    /// The process's open file descriptors (sockets included).
+    pub open_fds: u64,
+    /// The store's latency in milliseconds: the last `Ping` round trip, or
+    /// the age of one still unanswered if that is longer; none before the
+    /// first probe.
+    pub store_latency_ms: Option<f64>,
+    /// Connections closed by the server since start, per close code (all
+    /// protocols together).
+    pub closes_by_code: BTreeMap<String, u64>,
+}
+
+/// The process's own figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessFigures {
+    /// Resident memory, in bytes.
+    pub rss_bytes: u64,
+    /// CPU seconds used.
+    pub cpu_seconds: f64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+}
+
+impl ProcessFigures {
+    /// Reads them from `/proc/self` (zeros where the collector has none).
+    fn read(collector: &ProcessCollector) -> Self {
+        let mut figures = ProcessFigures::default();
+        for family in collector.collect() {
+            let Some(metric) = family.get_metric().first() else {
+                continue;
+            };
+            match family.name() {
+                "process_resident_memory_bytes" => {
+                    figures.rss_bytes = metric.get_gauge().get_value() as u64;
+                }
+                "process_cpu_seconds_total" => {
+                    figures.cpu_seconds = round2(metric.get_counter().get_value());
+                }
+                "process_open_fds" => figures.open_fds = metric.get_gauge().get_value() as u64,
+                _ => {}
+            }
+        }
+        figures
+    }
+}
+
+/// Sums [`CLOSES_SERIES`] per `code` label in the text format `exposition`.
+pub fn closes_by_code(exposition: &str) -> BTreeMap<String, u64> {
+    let mut closes = BTreeMap::new();
+    let prefix = format!("{CLOSES_SERIES}{{");
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let code = labels.split(',').find_map(|label| {
+            label
+                .strip_prefix("code=\"")
+                .and_then(|v| v.strip_suffix('"'))
+        });
+        if let (Some(code), Ok(value)) = (code, value.trim().parse::<f64>()) {
+            *closes.entry(code.to_owned()).or_insert(0) += value as u64;
+        }
+    }
+    closes
 }
 
 /// Open connections, in all and per protocol.
@@ -110,6 +202,13 @@ pub struct Monitor {
     interval: Duration,
     watchers: FanOut,
     next_watcher: ConnId,
+    process: ProcessCollector,
+    /// Probed once a tick, once [`ProbeStore`] gave it.
+    store: Option<StoreHandle>,
+    /// The last probe's round trip.
+    store_latency: Option<Duration>,
+    /// When the probe in flight was sent.
+    probe_sent: Option<Instant>,
 }
 
 impl Monitor {
@@ -124,7 +223,42 @@ impl Monitor {
             history: VecDeque::with_capacity(HISTORY),
             watchers: FanOut::metered("console", metrics().console(), CONSOLE_EVICT_AFTER),
             next_watcher: 1,
+            process: ProcessCollector::for_self(),
+            store: None,
+            store_latency: None,
+            probe_sent: None,
         }
+    }
+
+    /// The store's latency as [`Sample::store_latency_ms`] reports it.
+    fn store_latency_ms(&self) -> Option<f64> {
+        let waiting = self.probe_sent.map(|sent| sent.elapsed());
+        let latency = match (self.store_latency, waiting) {
+            (Some(last), Some(waiting)) => Some(last.max(waiting)),
+            (last, waiting) => last.or(waiting),
+        };
+        latency.map(|d| round2(d.as_secs_f64() * 1000.0))
+    }
+
+    /// Sends the store a `Ping` unless one is still unanswered, and records
+    /// its round trip.
+    fn probe_store(&mut self, ctx: &mut Context<Self>) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        if self.probe_sent.is_some() {
+            return;
+        }
+        let sent = Instant::now();
+        self.probe_sent = Some(sent);
+        let answer = store.send(store::Ping);
+        ctx.spawn(answer.into_actor(self).map(move |answer, monitor, _| {
+            monitor.probe_sent = None;
+            monitor.store_latency = match answer {
+                Ok(Ok(())) => Some(sent.elapsed()),
+                _ => None,
+            };
+        }));
     }
 
     fn sample(&self, snapshot: &Snapshot) -> Sample {
@@ -145,6 +279,17 @@ impl Monitor {
             dropped_total: snapshot.dropped,
             actor_restarts_total: snapshot.actor_restarts,
             published_total: snapshot.published,
+        }
+    }
+
+    fn runtime(&self) -> RuntimeFigures {
+        let process = ProcessFigures::read(&self.process);
+        RuntimeFigures {
+            rss_bytes: process.rss_bytes,
+            cpu_seconds: process.cpu_seconds,
+            open_fds: process.open_fds,
+            store_latency_ms: self.store_latency_ms(),
+            closes_by_code: closes_by_code(&metrics().render()),
         }
     }
 
@@ -202,7 +347,24 @@ impl Actor for Monitor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.interval, |monitor, _| monitor.tick());
+        ctx.run_interval(self.interval, |monitor, ctx| {
+            monitor.tick();
+            monitor.probe_store(ctx);
+        });
+    }
+}
+
+/// Gives the monitor the store to probe for [`Sample::store_latency_ms`]
+/// (sent once, when the server starts).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProbeStore(pub StoreHandle);
+
+impl Handler<ProbeStore> for Monitor {
+    type Result = ();
+    fn handle(&mut self, ProbeStore(store): ProbeStore, ctx: &mut Self::Context) {
+        self.store = Some(store);
+        self.probe_store(ctx);
     }
 }
 
@@ -215,6 +377,18 @@ impl Handler<Overview> for Monitor {
     type Result = MessageResult<Overview>;
     fn handle(&mut self, _: Overview, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.sample(&metrics().snapshot()))
+    }
+}
+
+/// The runtime figures now (the store's latency as of the last probe).
+#[derive(Message)]
+#[rtype(result = "RuntimeFigures")]
+pub struct Runtime;
+
+impl Handler<Runtime> for Monitor {
+    type Result = MessageResult<Runtime>;
+    fn handle(&mut self, _: Runtime, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.runtime())
     }
 }
 
@@ -283,5 +457,28 @@ mod tests {
             serde_json::json!({"total": 6, "concierge": 1, "chat": 2, "sessions": 3, "live": 0, "rooms": 0})
         );
         assert_eq!(value["messages_in_per_second"], 0.0);
+    }
+
+    #[test]
+    fn runtime_figures_read_the_process() {
+        let runtime = Monitor::new(Duration::from_secs(1)).runtime();
+        assert!(runtime.rss_bytes > 0, "{runtime:?}");
+        assert!(runtime.open_fds > 0, "{runtime:?}");
+        assert_eq!(runtime.store_latency_ms, None, "not probed yet");
+    }
+
+    #[test]
+    fn closes_are_summed_per_code_over_protocols() {
+        let text = "# TYPE switchboard_connections_closed_total counter\n\
+            switchboard_connections_closed_total{code=\"1000\",protocol=\"chat\"} 3\n\
+            switchboard_connections_closed_total{code=\"1008\",protocol=\"chat\"} 1\n\
+            switchboard_connections_closed_total{code=\"1000\",protocol=\"rooms\"} 2\n\
+            switchboard_connections_closed_totally{code=\"1000\"} 9\n\
+            switchboard_connections{protocol=\"chat\"} 4\n";
+        let closes = closes_by_code(text);
+        assert_eq!(
+            closes.into_iter().collect::<Vec<_>>(),
+            [("1000".to_owned(), 5), ("1008".to_owned(), 1)]
+        );
     }
 }

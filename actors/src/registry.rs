@@ -1,12 +1,14 @@
-//! The Registry actor: the directory of connections, rooms, services and
-//! listings.
+//! The Registry actor: every open connection, whatever its protocol.
 //!
-//! Creating, finding and removing things goes through it; it hands back the
-//! address of the target so the hot path (a message to a room, a broadcast)
-//! goes straight there. It also knows every open connection, which is how
-//! the broker closes them all with 1001 at shutdown. Each protocol adds its
-//! part of the directory in its own folder (`sessions::directory`,
-//! `concierge::directory`, `chat::directory`, `rooms::directory`).
+//! Connections register themselves when they start and leave when they
+//! stop; the admin API and the console page through them, and the broker
+//! closes them all with 1001 at shutdown through it. Rooms, services and
+//! listings are found through each protocol's own directory actor
+//! (`sessions::ListingDirectory`, `concierge::ConciergeDirectory`,
+//! `chat::ChatDirectory`, `rooms::RoomsDirectory`), supervised beside the
+//! registry in the broker's one tree, so one protocol's bookkeeping never
+//! queues behind another's and none of it is on the message path: a
+//! connection holds the address of the room or service it joined.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,23 +17,15 @@ use std::sync::Arc;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
-use crate::chat::ChatDirectory;
-use crate::concierge::ConciergeDirectory;
-use crate::connection::{ConnId, ConnectionStats, Disconnect};
+use crate::connection::{ClientHeaders, ConnId, ConnectionStats, Disconnect};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::outbox::Outbox;
-use crate::rooms::RoomsDirectory;
-use crate::sessions::ListingDirectory;
 use crate::Protocol;
 
-/// The directory actor. Runs supervised; its state survives a restart.
+/// The connection registry. Runs supervised; its state survives a restart.
 pub struct Registry {
     /// Open connections in id order (the admin API pages through them so).
     pub(crate) connections: BTreeMap<ConnId, ConnectionEntry>,
-    pub(crate) listings: ListingDirectory,
-    pub(crate) concierge: ConciergeDirectory,
-    pub(crate) chat: ChatDirectory,
-    pub(crate) rooms: RoomsDirectory,
     _alive: ActorGauge,
 }
 
@@ -44,22 +38,14 @@ pub(crate) struct ConnectionEntry {
     /// Its outbound queue, read for the queue depth.
     pub(crate) outbox: Outbox,
     pub(crate) stats: Arc<ConnectionStats>,
+    pub(crate) client: ClientHeaders,
 }
 
 impl Registry {
-    /// A registry made of each protocol's part of the directory.
-    pub(crate) fn new(
-        listings: ListingDirectory,
-        concierge: ConciergeDirectory,
-        chat: ChatDirectory,
-        rooms: RoomsDirectory,
-    ) -> Self {
+    /// A registry that knows no connection yet.
+    pub(crate) fn new() -> Self {
         Registry {
             connections: BTreeMap::new(),
-            listings,
-            concierge,
-            chat,
-            rooms,
             _alive: ActorGauge::new(ActorKind::Registry),
         }
     }
@@ -73,7 +59,6 @@ impl Supervised for Registry {
     fn restarting(&mut self, _: &mut Self::Context) {
         log::warn!("registry restarting");
         metrics().actor_restarted(ActorKind::Registry);
-        self.chat.forget_pending();
     }
 }
 
@@ -93,6 +78,8 @@ pub struct Connected {
     pub outbox: Outbox,
     /// Its counters and identity, written by the connection.
     pub stats: Arc<ConnectionStats>,
+    /// What the client said of itself in its upgrade request.
+    pub client: ClientHeaders,
 }
 
 impl Handler<Connected> for Registry {
@@ -113,6 +100,7 @@ impl Handler<Connected> for Registry {
                 disconnect: msg.disconnect,
                 outbox: msg.outbox,
                 stats: msg.stats,
+                client: msg.client,
             },
         );
     }

@@ -5,11 +5,13 @@
 //! Each payload carries its send time, so every receiver measures its own
 //! latency against the clock of this one process. Flat out (`--rate 0`) is
 //! closed-loop: at most `--window` messages are in flight (sent, not yet
-//! delivered to every receiver), so the figure is the sustained rate, not
-//! the rate at which queues fill. `--raw` drives the baseline relay
+//! delivered to every receiver: the slowest receiver bounds the sender, not
+//! the average one), so the figure is the sustained rate, not the rate at
+//! which queues fill, and no receiver falls far enough behind for the
+//! broker to evict it as a slow consumer. `--raw` drives the baseline relay
 //! (`benches/relay`) with the chat's message shape.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +52,8 @@ pub struct FanoutArgs {
     /// Payload bytes per message.
     #[arg(long, default_value_t = 100)]
     pub size: usize,
-    /// Flat out: the most messages in flight at once.
+    /// Flat out: the most messages in flight at once (sent but not yet read
+    /// by the slowest receiver).
     #[arg(long, default_value_t = 32)]
     pub window: u64,
     /// Connections set up at once.
@@ -82,7 +85,6 @@ struct Group {
 }
 
 /// Counters every task of the run shares.
-#[derive(Default)]
 struct Progress {
     sent: AtomicU64,
     received: AtomicU64,
@@ -91,6 +93,45 @@ struct Progress {
     last_receive: AtomicU64,
     lost_connections: AtomicU64,
     delivered_all: Notify,
+    /// Deliveries each receiver has published, by receiver.
+    per_receiver: Box<[AtomicU64]>,
+    next_receiver: AtomicUsize,
+    /// The slowest receiver's count when last looked at: a lower bound,
+    /// since counts only grow, so the window is checked against every
+    /// receiver only when this bound says it is closed.
+    slowest: AtomicU64,
+}
+
+impl Progress {
+    fn new(receivers: usize) -> Self {
+        Progress {
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            last_receive: AtomicU64::new(0),
+            lost_connections: AtomicU64::new(0),
+            delivered_all: Notify::new(),
+            per_receiver: (0..receivers).map(|_| AtomicU64::new(0)).collect(),
+            next_receiver: AtomicUsize::new(0),
+            slowest: AtomicU64::new(0),
+        }
+    }
+
+    /// How many messages every receiver has had.
+    fn delivered_to_slowest(&self, sent: u64, window: u64) -> u64 {
+        let bound = self.slowest.load(Ordering::Relaxed);
+        if sent.saturating_sub(bound) < window {
+            return bound;
+        }
+        let slowest = self
+            .per_receiver
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(u64::MAX);
+        self.slowest.fetch_max(slowest, Ordering::Relaxed);
+        slowest
+    }
 }
 
 /// What members need from the moment they join: a member reads from the
@@ -105,8 +146,10 @@ struct Members {
 impl Members {
     /// Starts reading `ws` as a receiver.
     fn receiver(&self, ws: Ws) -> Receiving {
+        let index = self.shared.next_receiver.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(receive(
             ws,
+            index,
             self.shared.clone(),
             self.stopped.clone(),
             self.receivers,
@@ -136,7 +179,7 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
     } else {
         args.protocol.name()
     };
-    let shared = Arc::new(Progress::default());
+    let shared = Arc::new(Progress::new(args.members));
     let (stop, stopped) = watch::channel(false);
     let receivers = args.members as u64;
     let members = Members {
@@ -172,7 +215,6 @@ pub async fn run(common: &Common, args: FanoutArgs) -> Result<Report, BenchError
                 Pace {
                     per_second: per_sender,
                     window: args.window.max(1),
-                    receivers,
                     size: args.size,
                     deadline,
                 },
@@ -281,7 +323,6 @@ struct Pace {
     /// Messages per second for this sender; 0 = flat out.
     per_second: f64,
     window: u64,
-    receivers: u64,
     size: usize,
     deadline: Instant,
 }
@@ -336,8 +377,7 @@ async fn send(sender: Sender, shared: Arc<Progress>, pace: Pace) -> Result<(), B
 
 fn window_open(shared: &Progress, pace: &Pace) -> bool {
     let sent = shared.sent.load(Ordering::Relaxed);
-    let fully_delivered = shared.received.load(Ordering::Relaxed) / pace.receivers;
-    sent.saturating_sub(fully_delivered) < pace.window
+    sent.saturating_sub(shared.delivered_to_slowest(sent, pace.window)) < pace.window
 }
 
 async fn drain(
@@ -363,6 +403,7 @@ async fn drain(
 
 async fn receive(
     mut ws: Ws,
+    index: usize,
     shared: Arc<Progress>,
     mut stopped: watch::Receiver<bool>,
     receivers: u64,
@@ -377,7 +418,7 @@ async fn receive(
         let frame = match ws.next().now_or_never() {
             Some(frame) => frame,
             None => {
-                unpublished.publish(&shared, receivers);
+                unpublished.publish(&shared, index, receivers);
                 tokio::select! {
                     biased;
                     _ = stopped.changed() => break,
@@ -406,7 +447,7 @@ async fn receive(
             }
         }
     }
-    unpublished.publish(&shared, receivers);
+    unpublished.publish(&shared, index, receivers);
     (count, latency)
 }
 
@@ -422,7 +463,7 @@ struct Unpublished {
 impl Unpublished {
     /// Adds the counts to the shared ones; wakes a waiting sender when that
     /// completes a message's delivery to every receiver.
-    fn publish(&mut self, shared: &Progress, receivers: u64) {
+    fn publish(&mut self, shared: &Progress, index: usize, receivers: u64) {
         if self.frames > 0 {
             shared.frames.fetch_add(self.frames, Ordering::Relaxed);
             self.frames = 0;
@@ -431,6 +472,9 @@ impl Unpublished {
             return;
         }
         shared.last_receive.fetch_max(self.last, Ordering::Relaxed);
+        if let Some(mine) = shared.per_receiver.get(index) {
+            mine.fetch_add(self.deliveries, Ordering::Relaxed);
+        }
         let before = shared
             .received
             .fetch_add(self.deliveries, Ordering::Relaxed);

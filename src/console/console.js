@@ -1,12 +1,15 @@
 // Switchboard operator console: sign-in, live overview and charts (pushed
-// over /api/admin/live), paged lists, and the disconnect / remove / publish
-// actions. Every piece of broker data reaches the DOM as text, never as HTML.
+// over /api/admin/live), paged lists with sortable columns (the live
+// presence among them), a connection's detail, and the disconnect / remove /
+// unban / publish actions. Every piece of broker data reaches the DOM as
+// text, never as HTML.
 
 const KEY_STORAGE = 'switchboard.console.key';
 const WINDOW_MS = 5 * 60 * 1000;
 const MIN_SPAN_MS = 60 * 1000; // a young broker's charts cover at least a minute
 const PAGE_SIZE = 50;
 const LIST_REFRESH_MS = 5000;
+const RUNTIME_REFRESH_MS = 2000;
 const SEARCH_DEBOUNCE_MS = 250;
 const LIVE_SILENCE_MS = 5000; // samples come every second; this much silence means a dead feed
 const DEFAULT_REASON = 'disconnected by an operator';
@@ -24,6 +27,7 @@ const state = {
   samples: [],
   activeTab: null,
   refreshTimer: null,
+  runtimeTimer: null,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -51,6 +55,24 @@ function el(tag, attrs = {}, ...children) {
 const formatCount = (n) => (Number.isFinite(n) ? numberFormat.format(n) : '–');
 const formatRate = (n) => (Number.isFinite(n) ? rateFormat.format(n) : '–');
 const plural = (n, word) => `${formatCount(n)} ${word}${n === 1 ? '' : 's'}`;
+
+function formatBytes(n) {
+  if (!Number.isFinite(n)) return '–';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${unit ? rateFormat.format(value) : formatCount(value)} ${units[unit]}`;
+}
+
+/** What a close code means (RFC 6455 and PROTOCOLS.md's own 4xxx codes). */
+const CLOSE_CODES = {
+  1000: 'normal', 1001: 'going away', 1002: 'protocol error', 1003: 'unsupported data',
+  1007: 'invalid payload', 1008: 'policy', 1009: 'too big', 1011: 'server error', 1013: 'try again later',
+};
 
 function formatDuration(totalSeconds) {
   if (!Number.isFinite(totalSeconds) || totalSeconds < 0) return '–';
@@ -168,6 +190,8 @@ async function signIn(key) {
   live.start();
   activateTab(tabFromHash() ?? state.activeTab ?? 'connections');
   state.refreshTimer = setInterval(refreshVisibleList, LIST_REFRESH_MS);
+  loadRuntime();
+  state.runtimeTimer = setInterval(loadRuntime, RUNTIME_REFRESH_MS);
   updatePublishForm();
 }
 
@@ -177,10 +201,13 @@ function signOut(message) {
   live.stop();
   clearInterval(state.refreshTimer);
   state.refreshTimer = null;
+  clearInterval(state.runtimeTimer);
+  state.runtimeTimer = null;
   state.samples = [];
   charts.forEach((chart) => chart.setData([]));
   for (const list of Object.values(lists)) list.reset();
   if ($('confirm-dialog').open) $('confirm-dialog').close();
+  if ($('detail-dialog').open) $('detail-dialog').close();
   showLogin(message);
 }
 
@@ -235,6 +262,46 @@ function renderStats(o) {
   $('stat-restarts').closest('.stat').classList.toggle('alert', o.actor_restarts_total > 0);
   const counts = { connections: c.total, chat: o.chat_rooms, rooms: o.rooms, services: o.services, sessions: o.sessions };
   for (const [tab, n] of Object.entries(counts)) $(`count-${tab}`).textContent = Number.isFinite(n) ? formatCount(n) : '';
+}
+
+/** The process, store and closes figures of GET /api/admin/runtime. */
+function renderRuntime(r) {
+  setStat('stat-rss', formatBytes(r.rss_bytes), r.rss_bytes);
+  setStat('stat-cpu', formatRate(r.cpu_seconds), r.cpu_seconds);
+  setStat('stat-fds', formatCount(r.open_fds), r.open_fds);
+  setStat('stat-store-latency', Number.isFinite(r.store_latency_ms) ? rateFormat.format(r.store_latency_ms) : '–', r.store_latency_ms ?? '');
+  renderCloses(r.closes_by_code);
+}
+
+async function loadRuntime() {
+  try {
+    renderRuntime(await api('GET', '/api/admin/runtime'));
+  } catch {
+    // The live status and the lists already show a broker that cannot be reached.
+  }
+}
+
+/** The closes by code as horizontal bars, longest first. */
+function renderCloses(closes) {
+  const box = $('chart-closes');
+  const entries = Object.entries(closes ?? {}).filter(([, n]) => Number.isFinite(n) && n > 0);
+  const body = JSON.stringify(entries);
+  if (box.dataset.body === body) return;
+  box.dataset.body = body;
+  box.dataset.codes = String(entries.length);
+  if (!entries.length) {
+    box.replaceChildren(el('p', { class: 'muted' }, 'No connection closed by the server yet.'));
+    return;
+  }
+  entries.sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const peak = entries[0][1];
+  box.replaceChildren(...entries.map(([code, n]) => {
+    const meaning = CLOSE_CODES[code] ?? (code >= 4000 ? 'protocol-specific' : '');
+    return el('div', { class: 'bar-row', 'data-testid': 'close-code', 'data-code': code, 'data-count': n },
+      el('span', { class: 'bar-label', title: `${code} ${meaning}` }, `${code}${meaning ? ` ${meaning}` : ''}`),
+      el('span', { class: 'bar-track' }, el('span', { class: 'bar', style: { display: 'block', width: `${Math.max(1, (n / peak) * 100)}%` } })),
+      el('span', { class: 'bar-count' }, formatCount(n)));
+  }));
 }
 
 // ---------------------------------------------------------------- charts
@@ -623,14 +690,14 @@ const LIST_SPECS = {
       options: [['', 'All protocols'], ['chat', 'Chat'], ['concierge', 'Concierge'], ['live', 'Live'], ['rooms', 'Rooms'], ['sessions', 'Session list']],
     },
     columns: [
-      { label: 'ID', width: '72px', class: 'num', cell: (c) => formatCount(c.id) },
-      { label: 'Protocol', width: '104px', cell: (c) => protocolBadge(c.protocol) },
-      { label: 'Identity', cell: (c) => (c.identity == null ? el('span', { class: 'muted' }, 'anonymous') : mono(c.identity, { 'data-testid': 'identity' })) },
-      { label: 'Peer', width: '170px', cell: (c) => mono(c.peer ?? '–') },
-      { label: 'Connected for', width: '120px', cell: (c) => ageSince(c.connected_since) },
-      { label: 'In', width: '84px', class: 'num', cell: (c) => formatCount(c.messages_in) },
-      { label: 'Out', width: '84px', class: 'num', cell: (c) => formatCount(c.messages_out) },
-      { label: 'Queue', width: '72px', class: 'num', cell: (c) => el('span', { class: c.queue_depth > 0 ? 'warn' : '' }, formatCount(c.queue_depth)) },
+      { label: 'ID', width: '72px', class: 'num', sort: (c) => c.id, cell: (c) => el('button', { type: 'button', class: 'link', 'data-testid': 'connection-detail', title: 'Show this connection', onclick: () => showConnection(c.id) }, formatCount(c.id)) },
+      { label: 'Protocol', width: '104px', sort: (c) => c.protocol, cell: (c) => protocolBadge(c.protocol) },
+      { label: 'Identity', sort: (c) => c.identity ?? '', cell: (c) => (c.identity == null ? el('span', { class: 'muted' }, 'anonymous') : mono(c.identity, { 'data-testid': 'identity' })) },
+      { label: 'Peer', width: '170px', sort: (c) => c.peer ?? '', cell: (c) => mono(c.peer ?? '–') },
+      { label: 'Connected for', width: '120px', sort: (c) => -Date.parse(c.connected_since), cell: (c) => ageSince(c.connected_since) },
+      { label: 'In', width: '84px', class: 'num', sort: (c) => c.messages_in, cell: (c) => formatCount(c.messages_in) },
+      { label: 'Out', width: '84px', class: 'num', sort: (c) => c.messages_out, cell: (c) => formatCount(c.messages_out) },
+      { label: 'Queue', width: '72px', class: 'num', sort: (c) => c.queue_depth, cell: (c) => el('span', { class: c.queue_depth > 0 ? 'warn' : '' }, formatCount(c.queue_depth)) },
       { label: '', width: '128px', class: 'actions', cell: (c) => el('button', { type: 'button', class: 'button small danger-ghost', 'data-testid': 'disconnect', onclick: () => disconnect(c) }, 'Disconnect') },
     ],
     rowAttrs: (c) => ({ 'data-testid': 'connection-row', 'data-id': c.id, 'data-identity': c.identity ?? '' }),
@@ -640,9 +707,9 @@ const LIST_SPECS = {
     search: 'Search chat rooms',
     noun: 'chat room',
     columns: [
-      { label: 'Room', width: '22%', cell: (r) => el('strong', {}, r.name) },
-      { label: 'Creator', width: '16%', cell: (r) => r.creator },
-      { label: 'Users', width: '80px', class: 'num', cell: (r) => formatCount(r.users?.length ?? 0) },
+      { label: 'Room', width: '22%', sort: (r) => r.name, cell: (r) => el('strong', {}, r.name) },
+      { label: 'Creator', width: '16%', sort: (r) => r.creator, cell: (r) => r.creator },
+      { label: 'Users', width: '80px', class: 'num', sort: (r) => r.users?.length ?? 0, cell: (r) => formatCount(r.users?.length ?? 0) },
       { label: 'Members', cell: (r, list) => memberChips(r.users, list.expanded.has(r.name), () => list.expand(r.name), (user) => removeChatUser(r.name, user), r.name) },
     ],
     rowAttrs: (r) => ({ 'data-testid': 'chat-room-row', 'data-room': r.name }),
@@ -652,10 +719,11 @@ const LIST_SPECS = {
     search: 'Search permissioned rooms',
     noun: 'permissioned room',
     columns: [
-      { label: 'Name', width: '18%', cell: (r) => el('strong', {}, r.name) },
-      { label: 'Room ID', width: '300px', cell: (r) => mono(r.room_id) },
-      { label: 'State', width: '84px', cell: (r) => el('span', { class: `badge ${r.closed ? 'badge-closed' : 'badge-open'}` }, r.closed ? 'closed' : 'open') },
-      { label: 'Members in the room', cell: (r, list) => memberChips(r.members, list.expanded.has(r.room_id), () => list.expand(r.room_id), (user) => removeRoomMember(r, user), r.name) },
+      { label: 'Name', width: '18%', sort: (r) => r.name, cell: (r) => el('strong', {}, r.name) },
+      { label: 'Room ID', width: '300px', sort: (r) => r.room_id, cell: (r) => mono(r.room_id) },
+      { label: 'State', width: '84px', sort: (r) => (r.closed ? 1 : 0), cell: (r) => el('span', { class: `badge ${r.closed ? 'badge-closed' : 'badge-open'}` }, r.closed ? 'closed' : 'open') },
+      { label: 'Members in the room', sort: (r) => r.members?.length ?? 0, cell: (r, list) => memberChips(r.members, list.expanded.has(r.room_id), () => list.expand(r.room_id), (user) => removeRoomMember(r, user), r.name) },
+      { label: '', width: '96px', class: 'actions', cell: (r) => el('button', { type: 'button', class: 'button small', 'data-testid': 'room-bans', onclick: () => showBans(r) }, 'Bans…') },
     ],
     rowAttrs: (r) => ({ 'data-testid': 'room-row', 'data-room-id': r.room_id }),
   },
@@ -664,10 +732,10 @@ const LIST_SPECS = {
     search: 'Search services',
     noun: 'service',
     columns: [
-      { label: 'Service', width: '26%', cell: (s) => el('strong', {}, s.name) },
-      { label: 'Nickname', cell: (s) => s.nickname ?? '' },
-      { label: 'Owner', width: '22%', cell: (s) => mono(s.owner ?? '–') },
-      { label: 'Subscribers', width: '110px', class: 'num', cell: (s) => formatCount(s.subscribers) },
+      { label: 'Service', width: '26%', sort: (s) => s.name, cell: (s) => el('strong', {}, s.name) },
+      { label: 'Nickname', sort: (s) => s.nickname ?? '', cell: (s) => s.nickname ?? '' },
+      { label: 'Owner', width: '22%', sort: (s) => s.owner ?? '', cell: (s) => mono(s.owner ?? '–') },
+      { label: 'Subscribers', width: '110px', class: 'num', sort: (s) => s.subscribers, cell: (s) => formatCount(s.subscribers) },
     ],
     rowAttrs: (s) => ({ 'data-testid': 'service-row', 'data-service': s.name }),
   },
@@ -676,16 +744,41 @@ const LIST_SPECS = {
     search: 'Search sessions',
     noun: 'session',
     columns: [
-      { label: 'Session', cell: (s) => el('strong', {}, s.session_name) },
-      { label: 'ID', width: '22%', cell: (s) => mono(s.session_id) },
-      { label: 'Host', width: '16%', cell: (s) => s.host_username },
-      { label: 'Active', width: '80px', class: 'num', cell: (s) => formatCount(s.active_users) },
-      { label: 'Joined', width: '80px', class: 'num', cell: (s) => formatCount(s.joined_users) },
-      { label: 'Running for', width: '120px', cell: (s) => ageSince(s.session_begin_time) },
+      { label: 'Session', sort: (s) => s.session_name, cell: (s) => el('strong', {}, s.session_name) },
+      { label: 'ID', width: '22%', sort: (s) => s.session_id, cell: (s) => mono(s.session_id) },
+      { label: 'Host', width: '16%', sort: (s) => s.host_username, cell: (s) => s.host_username },
+      { label: 'Active', width: '80px', class: 'num', sort: (s) => s.active_users, cell: (s) => formatCount(s.active_users) },
+      { label: 'Joined', width: '80px', class: 'num', sort: (s) => s.joined_users, cell: (s) => formatCount(s.joined_users) },
+      { label: 'Running for', width: '120px', sort: (s) => -Date.parse(s.session_begin_time), cell: (s) => ageSince(s.session_begin_time) },
     ],
     rowAttrs: (s) => ({ 'data-testid': 'session-row', 'data-session-id': s.session_id }),
   },
+  presence: {
+    path: '/api/admin/presence',
+    search: 'Search users or games',
+    noun: 'user online',
+    emptyNoun: 'live users online',
+    columns: [
+      { label: 'User', width: '24%', sort: (u) => u.name, cell: (u) => el('strong', {}, u.name) },
+      { label: 'User ID', width: '30%', sort: (u) => u.user_id, cell: (u) => mono(u.user_id) },
+      { label: 'Now playing', sort: (u) => u.playing ?? '', cell: (u) => (u.playing == null ? el('span', { class: 'muted' }, '–') : el('span', { 'data-testid': 'playing' }, u.playing)) },
+      { label: 'Connections', width: '120px', class: 'num', sort: (u) => u.connections, cell: (u) => formatCount(u.connections) },
+    ],
+    rowAttrs: (u) => ({ 'data-testid': 'presence-row', 'data-user-id': u.user_id, 'data-connections': u.connections }),
+  },
 };
+
+/** Orders `items` by a column's sort key, in `dir` (1 or -1); ties keep the server's order. */
+function sortItems(items, key, dir) {
+  const keyed = items.map((item, index) => ({ item, index, value: key(item) }));
+  keyed.sort((a, b) => {
+    const x = a.value;
+    const y = b.value;
+    const order = typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
+    return order * dir || a.index - b.index;
+  });
+  return keyed.map((k) => k.item);
+}
 
 /** One paged, searchable list in its tab panel. */
 class ListView {
@@ -706,6 +799,9 @@ class ListView {
     this.total = null;
     this.lastBody = null;
     this.expanded.clear();
+    this.sortColumn = null;
+    this.sortDir = 1;
+    this.updateSortHeaders();
     this.search.value = '';
     if (this.filter) this.filter.value = '';
     this.tbody.replaceChildren();
@@ -749,10 +845,42 @@ class ListView {
     this.tbody = el('tbody', { 'data-testid': `rows-${name}` });
     const table = el('table', { class: 'grid' },
       el('colgroup', {}, spec.columns.map((c) => el('col', { style: c.width ? { width: c.width } : null }))),
-      el('thead', {}, el('tr', {}, spec.columns.map((c) => el('th', { class: c.class, scope: 'col' }, c.label)))),
+      el('thead', {}, el('tr', {}, spec.columns.map((c, index) => this.header(c, index)))),
       this.tbody);
     this.empty = el('p', { class: 'empty', hidden: true, 'data-testid': `empty-${name}` });
     this.panel.append(el('div', { class: 'toolbar' }, tools), this.error, el('div', { class: 'table-wrap' }, table, this.empty));
+  }
+
+  /** A column's header: a sort button when the column sorts. */
+  header(column, index) {
+    if (!column.sort) return el('th', { class: column.class, scope: 'col' }, column.label);
+    const button = el('button', {
+      type: 'button', class: 'sort', 'data-testid': `sort-${this.name}`, 'data-column': column.label,
+      title: `Sort this page by ${column.label.toLowerCase()}`, onclick: () => this.sortBy(index),
+    }, column.label);
+    this.sortButtons = this.sortButtons ?? [];
+    this.sortButtons[index] = button;
+    return el('th', { class: column.class, scope: 'col', 'aria-sort': 'none' }, button);
+  }
+
+  /** Sorts the rows shown by column `index`: ascending, then descending on a second click. */
+  sortBy(index) {
+    this.sortDir = this.sortColumn === index ? -this.sortDir : 1;
+    this.sortColumn = index;
+    this.updateSortHeaders();
+    this.lastBody = null;
+    if (this.lastPage) this.render(this.lastPage);
+  }
+
+  updateSortHeaders() {
+    (this.sortButtons ?? []).forEach((button, index) => {
+      if (!button) return;
+      const active = index === this.sortColumn;
+      const dir = this.sortDir > 0 ? 'asc' : 'desc';
+      if (active) button.dataset.dir = dir;
+      else delete button.dataset.dir;
+      button.parentElement?.setAttribute('aria-sort', active ? (dir === 'asc' ? 'ascending' : 'descending') : 'none');
+    });
   }
 
   page(direction) {
@@ -794,6 +922,7 @@ class ListView {
   }
 
   render(page) {
+    this.lastPage = page;
     this.total = page.total;
     const first = page.items.length ? page.offset + 1 : 0;
     const last = page.offset + page.items.length;
@@ -810,10 +939,12 @@ class ListView {
       return;
     }
     this.lastBody = body;
-    this.tbody.replaceChildren(...page.items.map((item) =>
+    const column = this.spec.columns[this.sortColumn];
+    const items = column?.sort ? sortItems(page.items, column.sort, this.sortDir) : page.items;
+    this.tbody.replaceChildren(...items.map((item) =>
       el('tr', this.spec.rowAttrs(item), this.spec.columns.map((c) => el('td', { class: c.class }, c.cell(item, this))))));
     this.empty.hidden = page.items.length > 0;
-    this.empty.textContent = this.q ? `No ${this.spec.noun} matches “${this.q}”.` : `No ${this.spec.noun}s right now.`;
+    this.empty.textContent = this.q ? `No ${this.spec.noun} matches “${this.q}”.` : `No ${this.spec.emptyNoun ?? `${this.spec.noun}s`} right now.`;
   }
 }
 
@@ -821,13 +952,13 @@ const lists = Object.fromEntries(Object.entries(LIST_SPECS).map(([name, spec]) =
 
 function refreshVisibleList() {
   const list = lists[state.activeTab];
-  if (!list || document.visibilityState !== 'visible' || $('confirm-dialog').open) return;
+  if (!list || document.visibilityState !== 'visible' || $('confirm-dialog').open || $('detail-dialog').open) return;
   list.load();
 }
 
 // ---------------------------------------------------------------- tabs
 
-const TABS = ['connections', 'chat', 'rooms', 'services', 'sessions', 'publish'];
+const TABS = ['connections', 'chat', 'rooms', 'services', 'sessions', 'presence', 'publish'];
 
 function tabFromHash() {
   const name = location.hash.slice(1);
@@ -998,6 +1129,114 @@ function removeRoomMember(room, userId) {
   });
 }
 
+// ---------------------------------------------------------------- detail views
+
+/** Opens the detail dialog (or replaces what it shows). */
+function showDetail(title, body, actions = []) {
+  $('detail-title').textContent = title;
+  $('detail-body').replaceChildren(...body);
+  $('detail-actions').replaceChildren(...actions);
+  const dialog = $('detail-dialog');
+  if (!dialog.open) dialog.showModal();
+  $('detail-close').focus();
+}
+
+function facts(rows) {
+  return el('dl', { class: 'facts' }, rows.flatMap(([label, value, testid]) => [
+    el('dt', {}, label),
+    value instanceof Node && value.tagName === 'DD' ? value : el('dd', { 'data-testid': testid }, value),
+  ]));
+}
+
+const notSent = () => el('span', { class: 'muted' }, 'not sent');
+
+/** One connection, as the registry knows it, with a close button. */
+async function showConnection(id) {
+  let c;
+  try {
+    c = await api('GET', `/api/admin/connections/${segment(id)}`);
+  } catch (error) {
+    toast(`Connection #${id}: ${error.message}`, 'error');
+    lists.connections.load();
+    return;
+  }
+  const joined = el('dd', { 'data-testid': 'detail-joined' }, el('span', { class: 'muted' }, 'looking…'));
+  const close = el('button', {
+    type: 'button', class: 'button danger', 'data-testid': 'detail-disconnect',
+    onclick: () => {
+      $('detail-dialog').close();
+      disconnect(c);
+    },
+  }, 'Close connection…');
+  showDetail(`Connection #${c.id}`, [facts([
+    ['Protocol', protocolBadge(c.protocol), 'detail-protocol'],
+    ['Identity', c.identity ?? el('span', { class: 'muted' }, 'anonymous'), 'detail-identity'],
+    ['Peer', mono(c.peer ?? '–'), 'detail-peer'],
+    ['Connected since', `${formatDate(c.connected_since)} (${formatDuration((Date.now() - Date.parse(c.connected_since)) / 1000)} ago)`, 'detail-since'],
+    ['Messages in / out', `${formatCount(c.messages_in)} / ${formatCount(c.messages_out)}`, 'detail-messages'],
+    ['Queue depth', formatCount(c.queue_depth), 'detail-queue'],
+    ['Rooms / services', joined],
+    ['Origin', c.origin ?? notSent(), 'detail-origin'],
+    ['User agent', c.user_agent ?? notSent(), 'detail-user-agent'],
+    ['Bytes in / out', `${formatBytes(c.bytes_in)} / ${formatBytes(c.bytes_out)}`, 'detail-bytes'],
+  ])], [close]);
+  joined.replaceChildren(await joinedBy(c));
+}
+
+/** The rooms or services of a connection's user, looked up in the lists by its identity. */
+async function joinedBy(c) {
+  const none = (text) => el('span', { class: 'muted' }, text);
+  if (c.identity == null) return none('none known (no identity yet)');
+  const lookups = {
+    chat: ['/api/admin/chat/rooms', (r) => (r.users ?? []).includes(c.identity), (r) => r.name],
+    rooms: ['/api/admin/rooms', (r) => (r.members ?? []).includes(c.identity), (r) => r.name],
+    concierge: ['/api/admin/services', (s) => s.owner === c.identity, (s) => `${s.name} (owner)`],
+  };
+  const lookup = lookups[c.protocol];
+  if (!lookup) return none(`not tracked for ${c.protocol} connections`);
+  const [path, has, name] = lookup;
+  try {
+    const page = await api('GET', withQuery(path, { q: c.identity, limit: 500 }));
+    const names = page.items.filter(has).map(name);
+    return names.length ? names.join(', ') : none('none');
+  } catch (error) {
+    return none(`could not look up: ${error.message}`);
+  }
+}
+
+/** A permissioned room's bans, each with a button that lifts it. */
+async function showBans(room) {
+  const list = el('ul', { class: 'ban-list', 'data-testid': 'ban-list' }, el('li', { class: 'muted' }, 'Loading…'));
+  showDetail(`Bans in ${room.name}`, [
+    el('p', {}, 'Users an operator or an admin kicked out permanently. Lifting a ban deletes it from the store; the user may enter again (a closed room needs a new invite).'),
+    list,
+  ]);
+  await loadBans(room, list);
+}
+
+async function loadBans(room, list) {
+  try {
+    const { banned } = await api('GET', `/api/admin/rooms/${segment(room.room_id)}/bans`);
+    list.replaceChildren(...(banned.length
+      ? banned.map((user) => el('li', { 'data-testid': 'ban', 'data-user': user }, mono(user),
+        el('button', { type: 'button', class: 'button small', 'data-testid': 'lift-ban', onclick: (event) => liftBan(room, user, list, event.currentTarget) }, 'Lift ban')))
+      : [el('li', { class: 'muted', 'data-testid': 'no-bans' }, 'Nobody is banned from this room.')]));
+  } catch (error) {
+    list.replaceChildren(el('li', { class: 'form-error', role: 'alert' }, `Could not load the bans: ${error.message}`));
+  }
+}
+
+async function liftBan(room, user, list, button) {
+  button.disabled = true;
+  try {
+    await api('DELETE', `/api/admin/rooms/${segment(room.room_id)}/bans/${segment(user)}`);
+    toast(`Lifted the ban of ${user} in ${room.name}.`);
+  } catch (error) {
+    toast(`Could not lift the ban: ${error.message}`, 'error');
+  }
+  await loadBans(room, list);
+}
+
 // ---------------------------------------------------------------- publish
 
 const PUBLISH = {
@@ -1092,6 +1331,7 @@ function onPublishSubmit(event) {
 function init() {
   $('login-form').addEventListener('submit', onLoginSubmit);
   $('sign-out').addEventListener('click', () => signOut());
+  $('detail-close').addEventListener('click', () => $('detail-dialog').close());
   $('tabs').addEventListener('click', (event) => {
     const tab = event.target.closest('[data-tab]');
     if (tab) activateTab(tab.dataset.tab);

@@ -1,6 +1,8 @@
 //! The operator's HTTP API under `/api/admin` (admin key on every call):
-//! an overview of the broker, paged lists of what it holds, and two
-//! actions, disconnecting a connection and removing a member from a room.
+//! an overview of the broker, paged lists of what it holds (the live users
+//! online among them), one connection in detail, and three actions:
+//! disconnecting a connection, removing a member from a room and lifting a
+//! room ban.
 //!
 //! Lists answer `{"total", "offset", "limit", "items"}`; `q` searches them
 //! (case-insensitive substring), `offset`/`limit` page them. Everything is
@@ -13,13 +15,15 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard_actors::admin::{
-    matches, ConnectionInfo, DisconnectConnection, ListConnections, Page, Window,
+    matches, ConnectionInfo, DescribeConnection, DisconnectConnection, ListConnections, Page,
+    Window,
 };
 use switchboard_actors::chat::{ListRooms, RemoveChatMember};
 use switchboard_actors::concierge::{FetchClients, FetchServices};
 use switchboard_actors::connection::Disconnect;
-use switchboard_actors::monitor::Overview;
-use switchboard_actors::rooms::{Kick, Kicker, Refusal};
+use switchboard_actors::live::OnlineUsers;
+use switchboard_actors::monitor::{Overview, Runtime};
+use switchboard_actors::rooms::{Kick, Kicker, LiftBan, ListBans, Refusal};
 use switchboard_actors::Protocol;
 use uuid::Uuid;
 
@@ -47,7 +51,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
             )
             .route("/overview", web::get().to(overview))
+            .route("/runtime", web::get().to(runtime))
             .route("/connections", web::get().to(connections))
+            .route("/connections/{id}", web::get().to(connection))
             .route("/connections/{id}/disconnect", web::post().to(disconnect))
             .route("/chat/rooms", web::get().to(chat_rooms))
             .route(
@@ -59,6 +65,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/rooms/{room_id}/members/{user}",
                 web::delete().to(remove_room_member),
             )
+            .route("/rooms/{room_id}/bans", web::get().to(room_bans))
+            .route("/rooms/{room_id}/bans/{user}", web::delete().to(lift_ban))
+            .route("/presence", web::get().to(presence))
             .route("/services", web::get().to(services))
             .route("/sessions", web::get().to(sessions))
             .route("/live", web::get().to(super::console::live)),
@@ -133,6 +142,13 @@ async fn overview(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, 
     Ok(HttpResponse::Ok().json(sample))
 }
 
+/// `GET /runtime`: the process's memory, CPU time and descriptors, the
+/// store's latency and the closes per code (the console's overview).
+async fn runtime(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let figures = state.broker.monitor.send(Runtime).await?;
+    Ok(HttpResponse::Ok().json(figures))
+}
+
 /// `GET /connections[?protocol=]`: open connections in id order.
 async fn connections(
     _: Admin,
@@ -158,6 +174,28 @@ async fn connections(
     Ok(listing(page, window))
 }
 
+/// A connection id from the path: 400 when it is not a number.
+fn connection_id(id: &str) -> Result<u64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::BadRequest(format!("connection id {id:?} is not a number")))
+}
+
+/// `GET /connections/{id}`: one open connection, as the list shows it.
+async fn connection(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = connection_id(&id)?;
+    let info = state
+        .broker
+        .registry
+        .send(DescribeConnection(id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no open connection has id {id}")))?;
+    Ok(HttpResponse::Ok().json(info))
+}
+
 /// The optional body of a disconnect.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -173,9 +211,7 @@ async fn disconnect(
     id: web::Path<String>,
     body: Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::BadRequest(format!("connection id {id:?} is not a number")))?;
+    let id = connection_id(&id)?;
     let body: DisconnectBody = optional_json(&body)?;
     let reason = body
         .reason
@@ -227,7 +263,7 @@ async fn chat_rooms(
     let window = query.window()?;
     let mut rooms: Vec<ChatRoomItem> = state
         .broker
-        .registry
+        .chat_directory
         .send(ListRooms)
         .await?
         .into_iter()
@@ -259,7 +295,7 @@ async fn remove_chat_member(
     let (room, username) = path.into_inner();
     state
         .broker
-        .registry
+        .chat_directory
         .send(RemoveChatMember {
             room: room.clone(),
             username: username.clone(),
@@ -323,6 +359,73 @@ async fn remove_room_member(
     }
 }
 
+/// `GET /rooms/{room_id}/bans`: the users banned from a room, sorted.
+async fn room_bans(
+    _: Admin,
+    state: web::Data<AppState>,
+    room_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, room) = super::rooms::find(&state, &room_id).await?;
+    let banned = room.send(ListBans).await?;
+    Ok(HttpResponse::Ok().json(json!({ "room_id": id, "banned": banned })))
+}
+
+/// `DELETE /rooms/{room_id}/bans/{user}`: lifts a permanent kick; 204 once
+/// the stored ban is deleted, 404 when the room has no such ban.
+async fn lift_ban(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (room_id, user) = path.into_inner();
+    let (id, room) = super::rooms::find(&state, &room_id).await?;
+    let user = state
+        .broker
+        .rooms
+        .user_id(&user)
+        .ok_or_else(|| ApiError::BadRequest(format!("user id {user:?} is not a UUID")))?;
+    match room.send(LiftBan { user: user.clone() }).await? {
+        Ok(true) => {
+            log::info!("room {id}: ban of {user} lifted by an operator");
+            Ok(HttpResponse::NoContent().finish())
+        }
+        Ok(false) => Err(ApiError::NotFound(format!(
+            "user {user:?} is not banned from room {id}"
+        ))),
+        Err(refusal) => Err(ApiError::Unavailable(format!(
+            "lifting the ban in room {id}: {refusal}"
+        ))),
+    }
+}
+
+/// `GET /presence`: the live users online, by username, with what they
+/// play and how many connections each has open.
+async fn presence(
+    _: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let window = query.window()?;
+    let users = state
+        .broker
+        .presence
+        .send(OnlineUsers)
+        .await?
+        .into_iter()
+        .filter(|user| {
+            query.finds(
+                [
+                    Some(user.user_id.as_str()),
+                    Some(user.name.as_str()),
+                    user.playing.as_deref(),
+                ]
+                .into_iter()
+                .flatten(),
+            )
+        });
+    Ok(listing(Page::of(users, window), window))
+}
+
 /// A concierge service as the operator sees it (its owner by name: the
 /// owner's uuid is its file-server key).
 #[derive(Serialize)]
@@ -340,9 +443,9 @@ async fn services(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let window = query.window()?;
-    let registry = &state.broker.registry;
-    let services = registry.send(FetchServices).await?;
-    let clients = registry.send(FetchClients).await?;
+    let directory = &state.broker.concierge_directory;
+    let services = directory.send(FetchServices).await?;
+    let clients = directory.send(FetchClients).await?;
     let names: HashMap<Uuid, String> = clients.into_iter().map(|c| (c.uuid, c.name)).collect();
     let items = services
         .into_iter()

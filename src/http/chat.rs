@@ -28,11 +28,11 @@ use serde::Deserialize;
 use serde_json::json;
 use switchboard_actors::chat::wire::{check_name, HistoryEntry, GLOBAL_ROOM};
 use switchboard_actors::chat::{
-    CreateRefused, EnsureRoom, FindChatRoom, GetHistory, ListRooms, NotStored, Purge, Room, Say,
+    ChatDirectory, CreateRefused, EnsureRoom, FindChatRoom, GetHistory, ListRooms, NotStored,
+    Purge, Room, Say,
 };
 use switchboard_actors::limits::TokenBucket;
 use switchboard_actors::metrics::metrics;
-use switchboard_actors::registry::Registry;
 use switchboard_actors::Protocol;
 use tokio::sync::oneshot;
 
@@ -170,9 +170,8 @@ impl FromRequest for WithinRate {
             )));
         };
         // A peer without an IP address (none over TCP) shares one bucket.
-        let address = req
-            .peer_addr()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |peer| peer.ip());
+        let address =
+            crate::client_addr::client_ip(req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         if limiter.allow(address, Instant::now()) {
             return ready(Ok(WithinRate));
         }
@@ -281,8 +280,9 @@ async fn send(
             "Message is longer than {limit} characters"
         )));
     }
-    let registry = &state.broker.registry;
-    let room = registry
+    let room = state
+        .broker
+        .chat_directory
         .send(EnsureRoom {
             name: room,
             creator: username.clone(),
@@ -304,10 +304,10 @@ async fn send(
 }
 
 async fn history(
-    registry: &Addr<Registry>,
+    directory: &Addr<ChatDirectory>,
     room: String,
 ) -> Result<Vec<HistoryEntry>, ChatApiError> {
-    match registry.send(FindChatRoom(room)).await? {
+    match directory.send(FindChatRoom(room)).await? {
         Some(room) => Ok(room.send(GetHistory).await?),
         None => Ok(Vec::new()),
     }
@@ -317,7 +317,7 @@ async fn global_messages(
     _: WithinRate,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ChatApiError> {
-    let messages = history(&state.broker.registry, GLOBAL_ROOM.to_owned()).await?;
+    let messages = history(&state.broker.chat_directory, GLOBAL_ROOM.to_owned()).await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
 }
 
@@ -328,12 +328,12 @@ async fn room_messages(
     room: web::Path<String>,
 ) -> Result<HttpResponse, ChatApiError> {
     let room = room_name(&room)?;
-    let messages = history(&state.broker.registry, room).await?;
+    let messages = history(&state.broker.chat_directory, room).await?;
     Ok(HttpResponse::Ok().json(json!({ "messages": messages })))
 }
 
 async fn rooms(_: WithinRate, state: web::Data<AppState>) -> Result<HttpResponse, ChatApiError> {
-    let rooms = state.broker.registry.send(ListRooms).await?;
+    let rooms = state.broker.chat_directory.send(ListRooms).await?;
     Ok(HttpResponse::Ok().json(json!({ "rooms": rooms })))
 }
 
@@ -347,7 +347,7 @@ async fn clear_chat(
 ) -> Result<HttpResponse, ChatApiError> {
     let global: Option<Addr<Room>> = state
         .broker
-        .registry
+        .chat_directory
         .send(FindChatRoom(GLOBAL_ROOM.to_owned()))
         .await?;
     let global =

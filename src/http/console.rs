@@ -127,7 +127,7 @@ pub async fn live(
     let ticket = state
         .broker
         .admission
-        .admit(req.peer_addr().map(|p| p.ip()))
+        .admit(crate::client_addr::client_ip(&req))
         .map_err(|refused| ApiError::Unavailable(refused.to_string()))?;
     let watcher = ConsoleWatcher {
         state: state.into_inner(),

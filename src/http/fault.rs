@@ -48,7 +48,7 @@ async fn fail_chat_room(
     let room = room.into_inner();
     let Some(addr) = state
         .broker
-        .registry
+        .chat_directory
         .send(FindChatRoom(room.clone()))
         .await?
     else {

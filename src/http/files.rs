@@ -77,8 +77,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use uuid::Uuid;
 
 use actix::Addr;
-use switchboard_actors::concierge::FileKeyOwner;
-use switchboard_actors::registry::Registry;
+use switchboard_actors::concierge::{ConciergeDirectory, FileKeyOwner};
 
 use super::ApiError;
 use switchboard_actors::concierge::wire::valid_client_name;
@@ -133,11 +132,11 @@ pub trait KeyDirectory: Send + Sync + 'static {
     fn owner_of(&self, key: String) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>>;
 }
 
-/// The broker's key directory: the registry knows every identified
-/// concierge client and its key.
-pub struct RegistryKeys(pub Addr<Registry>);
+/// The broker's key directory: the concierge's directory actor knows every
+/// identified concierge client and its key.
+pub struct DirectoryKeys(pub Addr<ConciergeDirectory>);
 
-impl KeyDirectory for RegistryKeys {
+impl KeyDirectory for DirectoryKeys {
     fn owner_of(&self, key: String) -> LocalBoxFuture<'static, Result<Option<String>, ApiError>> {
         let request = self.0.send(FileKeyOwner(key));
         Box::pin(async move { Ok(request.await?) })
@@ -487,7 +486,7 @@ async fn method_not_allowed() -> HttpResponse {
 
 /// The name of the client whose key is in `x-fs-key`, and the key as the
 /// counts spell it ([`connection_key`]); 401 if the header is missing, not
-/// text, or nobody's key (which key form is valid is the registry's
+/// text, or nobody's key (which key form is valid is the directory's
 /// business: `concierge.fs_key`).
 async fn authenticate(
     req: &HttpRequest,

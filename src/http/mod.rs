@@ -10,6 +10,7 @@ pub mod error;
 pub mod fault;
 pub mod files;
 pub mod live;
+pub mod metrics;
 pub mod observe;
 pub mod publish;
 pub mod rooms;
@@ -46,6 +47,7 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
     let live = config.live.clone();
     let rooms = config.rooms.clone();
     let allowed_origins = config.server.allowed_origins.clone();
+    let operator_here = config.admin.bind.is_none();
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(
             web::JsonConfig::default()
@@ -56,12 +58,12 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
             web::PathConfig::default()
                 .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
         )
-        .route("/metrics", web::get().to(observe::metrics))
         .route("/healthz", web::get().to(observe::healthz))
         .route("/readyz", web::get().to(observe::readyz))
-        .configure(admin_api::routes)
-        .configure(publish::routes)
-        .configure(console::routes);
+        .configure(publish::routes);
+        if operator_here {
+            cfg.configure(operator_surface);
+        }
         if concierge.enabled {
             cfg.route(&concierge.path, web::get().to(crate::ws::concierge))
                 .configure(files::routes(&concierge.files_path));
@@ -89,6 +91,29 @@ pub fn routes(config: &Config) -> impl Fn(&mut web::ServiceConfig) + Clone + 'st
         cfg.configure(fault::routes);
         cfg.default_service(web::to(not_found));
     }
+}
+
+/// `/metrics`, the admin API and the console: on the public listener, or
+/// alone on `admin.bind`'s.
+fn operator_surface(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(observe::metrics))
+        .configure(admin_api::routes)
+        .configure(console::routes);
+}
+
+/// The routes of the separate operator listener (`admin.bind`): the
+/// operator surface and nothing else.
+pub fn operator_routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_JSON_BODY)
+            .error_handler(|e, _| ApiError::from(e).into()),
+    )
+    .app_data(
+        web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+    )
+    .configure(operator_surface)
+    .default_service(web::to(not_found));
 }
 
 /// Any path no API serves.

@@ -1,5 +1,6 @@
 //! `/metrics`, `/healthz` and `/readyz`.
 
+use std::sync::Once;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
@@ -11,8 +12,25 @@ use super::{ApiError, AppState};
 /// How long readiness waits for each actor.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Prometheus text format.
-pub async fn metrics() -> HttpResponse {
+/// The binary's version, as `switchboard_build_info{version}`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit the binary was built from (`build.rs`; `unknown` outside
+/// a git checkout), as `switchboard_build_info{commit}`.
+pub const COMMIT: &str = env!("BUILD_GIT_COMMIT");
+
+static FIXED_SERIES: Once = Once::new();
+
+/// Prometheus text format. The series that never change while the process
+/// runs (`switchboard_build_info`, `switchboard_max_connections`) are set
+/// at the first scrape, the only place they are read.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    FIXED_SERIES.call_once(|| {
+        let m = broker_metrics();
+        m.set_build_info(VERSION, COMMIT);
+        m.max_connections
+            .set(i64::try_from(state.config.limits.max_connections).unwrap_or(i64::MAX));
+    });
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(broker_metrics().render())

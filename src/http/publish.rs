@@ -117,7 +117,7 @@ async fn into_chat(state: &AppState, publication: Publication) -> Result<usize, 
     let severity = severity(publication.severity.as_deref())?;
     let room = state
         .broker
-        .registry
+        .chat_directory
         .send(FindChatRoom(publication.target.clone()))
         .await?
         .ok_or_else(|| {
@@ -136,7 +136,7 @@ async fn into_service(state: &AppState, publication: Publication) -> Result<usiz
     };
     let service = state
         .broker
-        .registry
+        .concierge_directory
         .send(FindService(publication.target.clone()))
         .await?
         .ok_or_else(unknown)?;

@@ -34,7 +34,7 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 /// Every room as `GET` shows it, in creation order (also the admin API's list).
 pub async fn summaries(state: &AppState) -> Result<Vec<RoomSummary>, ApiError> {
-    let rooms = state.broker.registry.send(AllRooms).await?;
+    let rooms = state.broker.rooms_directory.send(AllRooms).await?;
     let summaries = join_all(rooms.iter().map(|room| room.send(DescribeRoom))).await;
     Ok(summaries.into_iter().collect::<Result<Vec<_>, _>>()?)
 }
@@ -47,7 +47,7 @@ pub async fn find(state: &AppState, id: &str) -> Result<(Uuid, Addr<Room>), ApiE
         .map_err(|_| ApiError::BadRequest(format!("room id {id:?} is not a UUID")))?;
     let room = state
         .broker
-        .registry
+        .rooms_directory
         .send(FindRoom(id))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no room has id {id}")))?;
@@ -97,7 +97,7 @@ async fn create(
     // Answered once the store committed the room; a refused write created nothing.
     let (room_id, _) = state
         .broker
-        .registry
+        .rooms_directory
         .send(create)
         .await?
         .map_err(|refusal| ApiError::Unavailable(refusal.to_string()))?;

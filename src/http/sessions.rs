@@ -124,7 +124,7 @@ async fn find(state: &AppState, id: &str) -> Result<Addr<SessionListing>, ApiErr
     check_field("session_id", id).map_err(bad)?;
     state
         .broker
-        .registry
+        .listing_directory
         .send(FindListing(id.to_owned()))
         .await?
         .ok_or_else(|| not_found(id))
@@ -139,7 +139,7 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 /// Every listed session, in session id order (also the admin API's list);
 /// a listing that ended meanwhile is left out.
 pub async fn listed(state: &AppState) -> Result<Vec<Session>, ApiError> {
-    let listings = state.broker.registry.send(AllListings).await?;
+    let listings = state.broker.listing_directory.send(AllListings).await?;
     Ok(join_all(listings.iter().map(|l| l.send(GetSession)))
         .await
         .into_iter()
@@ -173,7 +173,7 @@ async fn resync(
     // nothing changed for any watcher.
     let epoch = state
         .broker
-        .registry
+        .listing_directory
         .send(Resync(sessions.clone()))
         .await?
         .map_err(|refused| ApiError::Unavailable(refused.to_string()))?;
@@ -191,7 +191,7 @@ async fn put(
     for _ in 0..PUT_ATTEMPTS {
         match state
             .broker
-            .registry
+            .listing_directory
             .send(UpsertListing(session.clone()))
             .await?
         {
@@ -201,7 +201,7 @@ async fn put(
                     return Ok(HttpResponse::Ok().json(replaced));
                 }
                 // The listing ended between the lookup and the update; the
-                // registry has heard of it by now, so ask again.
+                // directory has heard of it by now, so ask again.
             }
         }
     }

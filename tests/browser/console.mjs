@@ -2,11 +2,15 @@
 // running broker: sign in (a wrong key first), watch the connection count
 // rise as real clients connect, publish into a chat room through the form
 // and its confirmation, disconnect a client from the Connections list,
-// remove a user from the chat room on the Chat rooms tab, and save a
-// screenshot. Exits 0 on success, 1 with the reason on any failure.
+// remove a user from the chat room on the Chat rooms tab, see a live user
+// and its game on the Live presence tab, open a connection's detail and
+// close it from there, sort a column, ban a user from a permissioned room
+// and lift the ban, check the process figures and the closes-by-code chart,
+// and save a screenshot. Exits 0 on success, 1 with the reason on any failure.
 //
 // Environment: SWITCHBOARD_URL (http://127.0.0.1:PORT), SWITCHBOARD_ADMIN_KEY,
-// SCREENSHOT (PNG path). Run by tests/console_browser.rs.
+// SCREENSHOT (PNG path), SWITCHBOARD_TOKENS (JSON: {live, owner, guest}, each
+// {id, name, token}, JWTs the broker accepts). Run by tests/console_browser.rs.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,6 +27,7 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const baseUrl = requireEnv('SWITCHBOARD_URL').replace(/\/+$/, '');
 const adminKey = requireEnv('SWITCHBOARD_ADMIN_KEY');
 const screenshotPath = path.resolve(requireEnv('SCREENSHOT'));
+const tokens = JSON.parse(requireEnv('SWITCHBOARD_TOKENS'));
 const wsBase = baseUrl.replace(/^http/, 'ws');
 
 // Unique names, so the script also runs against a broker that is in use.
@@ -31,6 +36,8 @@ const room = `console-${tag}`;
 const chatNames = [1, 2, 3, 4].map((n) => `probe-${tag}-${n}`);
 const published = `Maintenance at 22:00 UTC (${tag})`;
 const reason = `console test ${tag}: please reconnect later`;
+const game = `Chess ${tag}`;
+const bansRoom = `bans-${tag}`;
 
 const clients = [];
 let context = null;
@@ -173,6 +180,32 @@ async function listSession() {
     }),
   });
   assert.ok(response.ok, `PUT /api/sessions/${id} answered ${response.status}: ${await response.text()}`);
+}
+
+/** A live-presence user (PROTOCOLS.md §4), online once it answered a ping. */
+async function goLive({ name, token }) {
+  const client = new Client(`live ${name}`, `${wsBase}/live?token=${encodeURIComponent(token)}`);
+  await client.opened();
+  client.send({ type: 'ping' });
+  const pong = await client.nextJson('pong');
+  assert.equal(pong.type, 'pong', JSON.stringify(pong));
+  return client;
+}
+
+/** A permissioned-rooms user (PROTOCOLS.md §5) and its session key. */
+async function roomsUser({ name, token }) {
+  const client = new Client(`rooms ${name}`, `${wsBase}/rooms?token=${encodeURIComponent(token)}`);
+  await client.opened();
+  const session = await client.nextJson('session');
+  assert.equal(session.type, 'session', JSON.stringify(session));
+  client.key = session.key;
+  client.command = (command) => client.send({ ...command, key: session.key });
+  return client;
+}
+
+/** The ids of the connection rows, top to bottom. */
+function shownIds(page) {
+  return page.$$eval('[data-testid="connection-row"]', (rows) => rows.map((row) => Number(row.dataset.id)));
 }
 
 /** The connection total the console shows (the card's raw value). */
@@ -334,6 +367,124 @@ async function main() {
   await waitForTotal(page, baseline + added - 2, 'after the removal');
   await chip.waitFor({ state: 'detached' });
   log(`${removed.name} removed from ${room}: close 1008 "${removedClose.reason}"`);
+
+  // The overview shows the process's figures, and the closes-by-code chart
+  // shows the codes the admin API's runtime figures count (the two operator
+  // closes above are 1008s once the broker counts server closes per code).
+  for (const id of ['stat-rss', 'stat-fds']) {
+    const value = Number(await page.getByTestId(id).getAttribute('data-value'));
+    assert.ok(value > 0, `${id} shows ${value}`);
+  }
+  const runtime = await (await fetch(`${baseUrl}/api/admin/runtime`, { headers: { Authorization: `Bearer ${adminKey}` } })).json();
+  const codes = Object.entries(runtime.closes_by_code).filter(([, n]) => n > 0).map(([code]) => code).sort();
+  await page.waitForFunction((want) => {
+    const shown = [...document.querySelectorAll('[data-testid="close-code"]')].map((bar) => bar.dataset.code).sort();
+    return JSON.stringify(shown) === JSON.stringify(want);
+  }, codes).catch(() => {
+    throw new Error(`the closes chart does not show the codes ${JSON.stringify(codes)}`);
+  });
+  log(`overview: closes by code shows ${JSON.stringify(runtime.closes_by_code)}`);
+
+  // The Live presence tab: a live user online on one connection, its game.
+  const liveUser = await goLive(tokens.live);
+  liveUser.send({ type: 'now-playing', message: game });
+  await page.getByTestId('tab-presence').click();
+  await page.getByTestId('search-presence').fill(tokens.live.name);
+  const presenceRow = page.locator(`[data-testid="presence-row"][data-user-id="${tokens.live.id}"]`);
+  await presenceRow.waitFor();
+  await page.waitForFunction(({ id, game: playing }) => {
+    const row = document.querySelector(`[data-testid="presence-row"][data-user-id="${id}"]`);
+    return row?.dataset.connections === '1' && row.querySelector('[data-testid="playing"]')?.textContent === playing;
+  }, { id: tokens.live.id, game });
+  log(`live presence shows ${tokens.live.name} playing ${game}`);
+
+  // A connection's detail: the chat user's room, then the live user's
+  // connection, closed from its detail view.
+  await page.getByTestId('tab-connections').click();
+  await page.getByTestId('search-connections').fill(first.name);
+  await page.waitForFunction((name) => {
+    const found = [...document.querySelectorAll('[data-testid="connection-row"]')];
+    return found.length === 1 && found[0].dataset.identity === name;
+  }, first.name);
+  await rows.first().getByTestId('connection-detail').click();
+  const detail = page.getByTestId('detail-dialog');
+  await detail.waitFor({ state: 'visible' });
+  assert.equal(await page.getByTestId('detail-protocol').textContent(), 'chat');
+  assert.equal(await page.getByTestId('detail-identity').textContent(), first.name);
+  await page.waitForFunction((r) => document.querySelector('[data-testid="detail-joined"]').textContent === r, room);
+  await page.getByTestId('detail-close').click();
+  await detail.waitFor({ state: 'hidden' });
+  await page.getByTestId('filter-connections').selectOption('live');
+  await page.getByTestId('search-connections').fill('');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="connection-row"]').length === 1);
+  await rows.first().getByTestId('connection-detail').click();
+  await detail.waitFor({ state: 'visible' });
+  assert.equal(await page.getByTestId('detail-protocol').textContent(), 'live');
+  assert.match(await page.getByTestId('detail-peer').textContent(), /^127\.0\.0\.1:\d+$/);
+  await page.getByTestId('detail-disconnect').click();
+  await detail.waitFor({ state: 'hidden' });
+  await dialog.waitFor({ state: 'visible' });
+  await page.getByTestId('confirm-ok').click();
+  await dialog.waitFor({ state: 'hidden' });
+  const liveClose = await withTimeout(liveUser.closed, STEP_TIMEOUT_MS, 'the live user\'s close frame');
+  assert.deepEqual(liveClose, { code: 1008, reason: 'disconnected by an operator' });
+  await page.getByTestId('tab-presence').click();
+  await presenceRow.waitFor({ state: 'detached' });
+  log('closed the live connection from its detail view; it left the presence list');
+
+  // Sorting: the connections by id, ascending then descending.
+  await page.getByTestId('tab-connections').click();
+  await page.getByTestId('filter-connections').selectOption('');
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid="connection-row"]').length >= 3);
+  const idHeader = page.locator('[data-testid="sort-connections"][data-column="ID"]');
+  await idHeader.click();
+  let ids = await shownIds(page);
+  assert.deepEqual(ids, [...ids].sort((a, b) => a - b), 'ascending by id');
+  await idHeader.click();
+  ids = await shownIds(page);
+  assert.deepEqual(ids, [...ids].sort((a, b) => b - a), 'descending by id');
+  assert.equal(await idHeader.getAttribute('data-dir'), 'desc');
+  assert.equal(await page.locator('th[aria-sort="descending"]').count(), 1);
+  log(`sorted the connections by id: ${ids.join(', ')}`);
+
+  // Unban: a permanent removal on the Permissioned rooms tab, then the ban
+  // lifted from the room's Bans view; the user enters again.
+  const owner = await roomsUser(tokens.owner);
+  const guest = await roomsUser(tokens.guest);
+  owner.command({ type: 'create', name: bansRoom, closed: false });
+  const created = await owner.until((f) => f.type === 'created', 'created');
+  const roomId = created.room_id;
+  await owner.until((f) => f.type === 'enter', 'its own enter');
+  guest.command({ type: 'enter', room_id: roomId });
+  await guest.until((f) => f.type === 'enter' && f.user_id === tokens.guest.id, 'its enter');
+  await page.getByTestId('tab-rooms').click();
+  await page.getByTestId('search-rooms').fill(bansRoom);
+  const roomsRow = page.locator(`[data-testid="room-row"][data-room-id="${roomId}"]`);
+  const guestChip = roomsRow.locator(`[data-testid="member"][data-member="${tokens.guest.id}"]`);
+  await guestChip.waitFor();
+  await guestChip.getByTestId('remove-member').click();
+  await dialog.waitFor({ state: 'visible' });
+  await page.getByTestId('confirm-permanent').check();
+  await page.getByTestId('confirm-ok').click();
+  await dialog.waitFor({ state: 'hidden' });
+  const kick = await guest.until((f) => f.type === 'kick', 'kick');
+  assert.equal(kick.permanent, true, JSON.stringify(kick));
+  await roomsRow.getByTestId('room-bans').click();
+  await detail.waitFor({ state: 'visible' });
+  const ban = page.locator(`[data-testid="ban"][data-user="${tokens.guest.id}"]`);
+  await ban.waitFor();
+  guest.command({ type: 'enter', room_id: roomId });
+  assert.deepEqual(await guest.until((f) => f.type === 'error', 'the refusal'), { type: 'error', message: 'you are banned from this room' });
+  await ban.getByTestId('lift-ban').click();
+  await page.getByTestId('no-bans').waitFor();
+  await page.getByTestId('detail-close').click();
+  await detail.waitFor({ state: 'hidden' });
+  guest.command({ type: 'enter', room_id: roomId });
+  const back = await guest.until((f) => f.type === 'enter' || f.type === 'error', 'enter after the unban');
+  assert.deepEqual(back, { type: 'enter', user_id: tokens.guest.id, room_id: roomId });
+  log(`banned ${tokens.guest.id} from ${bansRoom}, lifted the ban, it entered again`);
+  owner.close();
+  guest.close();
 
   // The other tabs load without an error.
   for (const name of ['rooms', 'services', 'sessions']) {

@@ -511,15 +511,25 @@ pub struct RawWs {
 impl RawWs {
     /// Connects and completes the handshake for `path`.
     pub fn connect(addr: &str, path: &str) -> RawWs {
+        RawWs::connect_with_headers(addr, path, &[])
+    }
+
+    /// Connects and completes the handshake for `path`, sending `headers`
+    /// (name, value) with the upgrade request.
+    pub fn connect_with_headers(addr: &str, path: &str, headers: &[(&str, &str)]) -> RawWs {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(addr).expect("connect");
         stream
             .set_read_timeout(Some(FRAME_TIMEOUT))
             .expect("read timeout");
+        let extra: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
         )
         .expect("handshake");
         let mut head = Vec::new();

@@ -1,5 +1,7 @@
-//! The chat's part of the registry: unique usernames, the rooms in creation
-//! order (`Global` first, never deleted) and who is in which room.
+//! The chat's directory: unique usernames, the rooms in creation order
+//! (`Global` first, never deleted) and who is in which room. It is its own
+//! supervised actor, so the chat's bookkeeping never queues behind another
+//! protocol's in the registry.
 //!
 //! Joining, switching and creating go through here, so names are claimed
 //! atomically and `all_rooms` is one consistent snapshot; the room actors
@@ -7,7 +9,7 @@
 //!
 //! A new room exists only once the store has committed it: until then it is
 //! *pending* (its name is taken and it counts towards `chat.max_rooms`, but
-//! it is in no listing and nobody is told). The registry does not wait for
+//! it is in no listing and nobody is told). The directory does not wait for
 //! the store meanwhile; it keeps serving, and whoever asked for the room
 //! (its creator, or a user joining it while it is pending) is answered when
 //! the store is. Only then is `room_create` broadcast; if the store refuses,
@@ -27,9 +29,8 @@ use super::wire::{RoomInfo, ServerEvent};
 use super::{committed, ChatSettings, StoredRoom};
 use crate::connection::{ConnId, Disconnect, Frames, MemberHandle};
 use crate::lobby::{Announce, JoinLobby, LeaveLobby, Lobby};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::pool::ArbiterPool;
-use crate::registry::Registry;
 use crate::store::StoreHandle;
 use crate::Protocol;
 
@@ -64,7 +65,7 @@ pub enum CreateRefused {
     NotSaved(String),
 }
 
-/// The chat's directory, held by the registry.
+/// The chat's directory. Runs supervised; its state survives a restart.
 pub struct ChatDirectory {
     users: HashMap<String, ChatUser>,
     /// Names claimed by connections waiting for a pending room to join.
@@ -81,11 +82,14 @@ pub struct ChatDirectory {
     store: StoreHandle,
     settings: ChatSettings,
     evict_after: u32,
+    _alive: ActorGauge,
 }
 
 struct ChatUser {
     conn: ConnId,
     room: usize,
+    /// How an operator's removal closes its connection.
+    disconnect: Recipient<Disconnect>,
 }
 
 struct RoomEntry {
@@ -128,6 +132,7 @@ impl ChatDirectory {
             store,
             settings,
             evict_after,
+            _alive: ActorGauge::new(ActorKind::ChatDirectory),
         };
         for room in stored {
             directory.add_room(room);
@@ -258,6 +263,7 @@ impl ChatDirectory {
             ChatUser {
                 conn: msg.member.id,
                 room: index,
+                disconnect: msg.member.disconnect.clone(),
             },
         );
         self.lobby.do_send(JoinLobby(msg.member));
@@ -271,16 +277,28 @@ impl ChatDirectory {
     }
 
     /// Forgets the rooms being saved and the users waiting for them: a
-    /// restarting registry drops the futures that would settle them, so
+    /// restarting directory drops the futures that would settle them, so
     /// their names would otherwise stay taken (and count towards
     /// `chat.max_rooms`) for good. Their askers get a mailbox error.
-    pub(crate) fn forget_pending(&mut self) {
+    fn forget_pending(&mut self) {
         self.pending.clear();
         self.joining.clear();
     }
 
     fn infos(&self) -> Vec<RoomInfo> {
         self.rooms.iter().map(RoomEntry::info).collect()
+    }
+}
+
+impl Actor for ChatDirectory {
+    type Context = Context<Self>;
+}
+
+impl Supervised for ChatDirectory {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        log::warn!("chat directory restarting");
+        metrics().actor_restarted(ActorKind::ChatDirectory);
+        self.forget_pending();
     }
 }
 
@@ -329,24 +347,22 @@ pub struct JoinChat {
     pub member: MemberHandle,
 }
 
-impl Handler<JoinChat> for Registry {
+impl Handler<JoinChat> for ChatDirectory {
     type Result = ResponseActFuture<Self, Result<Joined, JoinRefused>>;
     fn handle(&mut self, msg: JoinChat, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.chat;
-        if dir.name_taken(&msg.username) {
+        if self.name_taken(&msg.username) {
             return Box::pin(fut::ready(Err(NameTaken.into())));
         }
-        if let Some(&index) = dir.by_name.get(&msg.room) {
-            return Box::pin(fut::ready(Ok(dir.join(msg, index, false))));
+        if let Some(&index) = self.by_name.get(&msg.room) {
+            return Box::pin(fut::ready(Ok(self.join(msg, index, false))));
         }
-        let creating = !dir.pending.contains_key(&msg.room);
-        let (attempt, saved) = match dir.pending_or_create(&msg.room, &msg.username) {
+        let creating = !self.pending.contains_key(&msg.room);
+        let (attempt, saved) = match self.pending_or_create(&msg.room, &msg.username) {
             Ok(waiting) => waiting,
             Err(refused) => return Box::pin(fut::ready(Err(refused.into()))),
         };
-        dir.joining.insert(msg.username.clone(), msg.member.id);
-        Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
-            let dir = &mut registry.chat;
+        self.joining.insert(msg.username.clone(), msg.member.id);
+        Box::pin(saved.into_actor(self).map(move |saved, dir, _| {
             let still_here = dir.joining.get(&msg.username) == Some(&msg.member.id);
             if still_here {
                 dir.joining.remove(&msg.username);
@@ -370,22 +386,21 @@ pub struct LeaveChat {
     pub conn: ConnId,
 }
 
-impl Handler<LeaveChat> for Registry {
+impl Handler<LeaveChat> for ChatDirectory {
     type Result = ();
     fn handle(&mut self, msg: LeaveChat, _: &mut Self::Context) {
-        let dir = &mut self.chat;
-        if dir.joining.get(&msg.username) == Some(&msg.conn) {
-            dir.joining.remove(&msg.username);
+        if self.joining.get(&msg.username) == Some(&msg.conn) {
+            self.joining.remove(&msg.username);
             return;
         }
-        if dir.users.get(&msg.username).map(|u| u.conn) != Some(msg.conn) {
+        if self.users.get(&msg.username).map(|u| u.conn) != Some(msg.conn) {
             return;
         }
-        if let Some(user) = dir.users.remove(&msg.username) {
-            dir.rooms[user.room].members.retain(|m| *m != msg.username);
+        if let Some(user) = self.users.remove(&msg.username) {
+            self.rooms[user.room].members.retain(|m| *m != msg.username);
         }
-        dir.lobby.do_send(LeaveLobby(msg.conn));
-        metrics().chat.members.set(dir.users.len() as i64);
+        self.lobby.do_send(LeaveLobby(msg.conn));
+        metrics().chat.members.set(self.users.len() as i64);
     }
 }
 
@@ -413,34 +428,27 @@ pub struct RemoveChatMember {
     pub username: String,
 }
 
-impl Handler<RemoveChatMember> for Registry {
+impl Handler<RemoveChatMember> for ChatDirectory {
     type Result = Result<(), RemoveRefused>;
     fn handle(&mut self, msg: RemoveChatMember, _: &mut Self::Context) -> Self::Result {
-        let dir = &self.chat;
-        let room = *dir
+        let room = *self
             .by_name
             .get(&msg.room)
             .ok_or(RemoveRefused::NoSuchRoom)?;
-        let user = dir
+        let user = self
             .users
             .get(&msg.username)
-            .filter(|user| user.room == room)
-            .ok_or(RemoveRefused::NotInRoom)?;
-        let connection = self
-            .connections
-            .get(&user.conn)
+            .filter(|user| user.room == room && user.disconnect.connected())
             .ok_or(RemoveRefused::NotInRoom)?;
         log::info!(
             "chat user {} removed from room {} by an operator",
             msg.username,
             msg.room
         );
-        connection
-            .disconnect
-            .do_send(Disconnect::by_operator(format!(
-                "removed from room {} by an operator",
-                msg.room
-            )));
+        user.disconnect.do_send(Disconnect::by_operator(format!(
+            "removed from room {} by an operator",
+            msg.room
+        )));
         Ok(())
     }
 }
@@ -457,23 +465,21 @@ pub struct CreateChatRoom {
     pub creator: String,
 }
 
-impl Handler<CreateChatRoom> for Registry {
+impl Handler<CreateChatRoom> for ChatDirectory {
     type Result = ResponseActFuture<Self, Result<(), CreateRefused>>;
     fn handle(&mut self, msg: CreateChatRoom, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.chat;
-        if dir.by_name.contains_key(&msg.name) || dir.pending.contains_key(&msg.name) {
+        if self.by_name.contains_key(&msg.name) || self.pending.contains_key(&msg.name) {
             return Box::pin(fut::ready(Err(CreateRefused::Exists(msg.name))));
         }
-        let (attempt, saved) = match dir.start_create(&msg.name, &msg.creator) {
+        let (attempt, saved) = match self.start_create(&msg.name, &msg.creator) {
             Ok(started) => started,
             Err(refused) => return Box::pin(fut::ready(Err(refused))),
         };
-        Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
-            registry
-                .chat
-                .finish_create(&msg.name, attempt, &saved)
-                .map(|_| ())
-        }))
+        Box::pin(
+            saved.into_actor(self).map(move |saved, dir, _| {
+                dir.finish_create(&msg.name, attempt, &saved).map(|_| ())
+            }),
+        )
     }
 }
 
@@ -492,16 +498,15 @@ pub struct SwitchRoom {
     pub to: String,
 }
 
-impl Handler<SwitchRoom> for Registry {
+impl Handler<SwitchRoom> for ChatDirectory {
     type Result = Result<(Addr<Room>, Addr<Room>), RoomNotFound>;
     fn handle(&mut self, msg: SwitchRoom, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.chat;
-        let to = *dir.by_name.get(&msg.to).ok_or(RoomNotFound)?;
-        let user = dir.users.get_mut(&msg.username).ok_or(RoomNotFound)?;
+        let to = *self.by_name.get(&msg.to).ok_or(RoomNotFound)?;
+        let user = self.users.get_mut(&msg.username).ok_or(RoomNotFound)?;
         let from = std::mem::replace(&mut user.room, to);
-        dir.rooms[from].members.retain(|m| *m != msg.username);
-        dir.rooms[to].members.push(msg.username);
-        Ok((dir.rooms[from].addr.clone(), dir.rooms[to].addr.clone()))
+        self.rooms[from].members.retain(|m| *m != msg.username);
+        self.rooms[to].members.push(msg.username);
+        Ok((self.rooms[from].addr.clone(), self.rooms[to].addr.clone()))
     }
 }
 
@@ -510,11 +515,10 @@ impl Handler<SwitchRoom> for Registry {
 #[rtype(result = "Option<Addr<Room>>")]
 pub struct FindChatRoom(pub String);
 
-impl Handler<FindChatRoom> for Registry {
+impl Handler<FindChatRoom> for ChatDirectory {
     type Result = Option<Addr<Room>>;
     fn handle(&mut self, FindChatRoom(name): FindChatRoom, _: &mut Self::Context) -> Self::Result {
-        let dir = &self.chat;
-        dir.by_name.get(&name).map(|&i| dir.rooms[i].addr.clone())
+        self.by_name.get(&name).map(|&i| self.rooms[i].addr.clone())
     }
 }
 
@@ -529,19 +533,17 @@ pub struct EnsureRoom {
     pub creator: String,
 }
 
-impl Handler<EnsureRoom> for Registry {
+impl Handler<EnsureRoom> for ChatDirectory {
     type Result = ResponseActFuture<Self, Result<Addr<Room>, CreateRefused>>;
     fn handle(&mut self, msg: EnsureRoom, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.chat;
-        if let Some(&index) = dir.by_name.get(&msg.name) {
-            return Box::pin(fut::ready(Ok(dir.rooms[index].addr.clone())));
+        if let Some(&index) = self.by_name.get(&msg.name) {
+            return Box::pin(fut::ready(Ok(self.rooms[index].addr.clone())));
         }
-        let (attempt, saved) = match dir.pending_or_create(&msg.name, &msg.creator) {
+        let (attempt, saved) = match self.pending_or_create(&msg.name, &msg.creator) {
             Ok(waiting) => waiting,
             Err(refused) => return Box::pin(fut::ready(Err(refused))),
         };
-        Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
-            let dir = &mut registry.chat;
+        Box::pin(saved.into_actor(self).map(move |saved, dir, _| {
             let index = dir.finish_create(&msg.name, attempt, &saved)?;
             Ok(dir.rooms[index].addr.clone())
         }))
@@ -553,9 +555,9 @@ impl Handler<EnsureRoom> for Registry {
 #[rtype(result = "Vec<RoomInfo>")]
 pub struct ListRooms;
 
-impl Handler<ListRooms> for Registry {
+impl Handler<ListRooms> for ChatDirectory {
     type Result = Vec<RoomInfo>;
     fn handle(&mut self, _: ListRooms, _: &mut Self::Context) -> Self::Result {
-        self.chat.infos()
+        self.infos()
     }
 }

@@ -1,30 +1,32 @@
-//! The ChatMember: the connection actor of one chat user.
+//! The ChatMember: the chat protocol's state of one connection.
 //!
 //! The first frame must be `connection_request`; a bad name (or a bad room
 //! in the URL) gets `connection_reject` and a close frame, and creates
 //! nothing. After that every event is checked here (format, length,
 //! spoofing) before it reaches the room, and events are handled one at a
-//! time: while the registry or a room answers, the actor waits, so what a
-//! user is sent keeps the order PROTOCOLS.md §2 gives.
+//! time: while the directory or a room answers, the connection waits, so
+//! what a user is sent keeps the order PROTOCOLS.md §2 gives.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
+use actix_web::web::Bytes;
+use bytestring::ByteString;
 use chrono::Utc;
 
-use super::directory::{CreateChatRoom, FindChatRoom, JoinChat, LeaveChat, SwitchRoom};
+use super::directory::{
+    ChatDirectory, CreateChatRoom, FindChatRoom, JoinChat, LeaveChat, SwitchRoom,
+};
 use super::room::{Clear, Enter, Entered, Exit, Notice, Room, Say, Typing};
 use super::wire::{
     check_name, ClientEvent, NameError, ServerEvent, Severity, UserStatus, GLOBAL_ROOM,
     INVALID_FORMAT, MAX_NAME_CHARS,
 };
 use super::ChatSettings;
-use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
-use crate::metrics::metrics;
-use crate::registry::Registry;
+use crate::connection::{Connection, ConnectionContext, Disconnect, Frames, Hooks};
+use crate::metrics::{metrics, ProtocolErrorKind};
 use crate::Protocol;
 
 /// The window `chat.room_creations_per_minute` counts in.
@@ -34,7 +36,7 @@ const CREATION_WINDOW: Duration = Duration::from_secs(60);
 enum Stage {
     /// Waiting for `connection_request`.
     Unjoined,
-    /// The registry is taking the name.
+    /// The directory is taking the name.
     Joining(String),
     /// In a room.
     Joined { username: String, room: Addr<Room> },
@@ -42,8 +44,7 @@ enum Stage {
 
 /// One chat user.
 pub struct ChatMember {
-    core: ConnectionCore,
-    registry: Addr<Registry>,
+    directory: Addr<ChatDirectory>,
     settings: Arc<ChatSettings>,
     /// The room named in the URL (`/ws/{room}`), if any.
     requested_room: Option<String>,
@@ -63,16 +64,14 @@ fn invalid_room(error: NameError) -> String {
 }
 
 impl ChatMember {
-    /// A user served through `registry`, joining `requested_room` (else `Global`).
+    /// A user served through `directory`, joining `requested_room` (else `Global`).
     pub fn new(
-        core: ConnectionCore,
-        registry: Addr<Registry>,
+        directory: Addr<ChatDirectory>,
         settings: Arc<ChatSettings>,
         requested_room: Option<String>,
     ) -> Self {
         ChatMember {
-            core,
-            registry,
+            directory,
             settings,
             requested_room,
             stage: Stage::Unjoined,
@@ -80,12 +79,22 @@ impl ChatMember {
         }
     }
 
-    fn send(&mut self, ctx: &mut WebsocketContext<Self>, event: ServerEvent<'_>) {
+    /// The user's name and room, once joined.
+    fn joined(&self) -> Option<(String, Addr<Room>)> {
+        match &self.stage {
+            Stage::Joined { username, room } => Some((username.clone(), room.clone())),
+            Stage::Unjoined | Stage::Joining(_) => None,
+        }
+    }
+}
+
+impl Connection<ChatMember> {
+    fn send(&mut self, ctx: &mut ConnectionContext<ChatMember>, event: ServerEvent<'_>) {
         let frame = event.encode();
         self.core.write(ctx, Frames::One(frame.into()));
     }
 
-    fn error(&mut self, ctx: &mut WebsocketContext<Self>, message: &str) {
+    fn error(&mut self, ctx: &mut ConnectionContext<ChatMember>, message: &str) {
         self.send(
             ctx,
             ServerEvent::System {
@@ -95,41 +104,53 @@ impl ChatMember {
         );
     }
 
+    /// The `system` error answering an event that cannot be read.
+    fn invalid_format(&mut self, ctx: &mut ConnectionContext<ChatMember>) {
+        metrics().protocol_error(Protocol::Chat, ProtocolErrorKind::Malformed);
+        self.error(ctx, INVALID_FORMAT);
+    }
+
+    /// The `connection_reject` answering a first frame that cannot be read.
+    fn reject_invalid_format(&mut self, ctx: &mut ConnectionContext<ChatMember>) {
+        metrics().protocol_error(Protocol::Chat, ProtocolErrorKind::Malformed);
+        self.reject(ctx, INVALID_FORMAT);
+    }
+
     /// `connection_reject`, then a close frame.
-    fn reject(&mut self, ctx: &mut WebsocketContext<Self>, response: &str) {
+    fn reject(&mut self, ctx: &mut ConnectionContext<ChatMember>, response: &str) {
         self.send(ctx, ServerEvent::ConnectionReject { response });
         self.core.close(ctx, &Disconnect::normal(response));
     }
 
     /// The first frame: `connection_request`, then the startup sequence.
-    fn join(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
+    fn join(&mut self, ctx: &mut ConnectionContext<ChatMember>, text: &str) {
         let username = match ClientEvent::decode(text) {
             Ok(ClientEvent::ConnectionRequest { username }) => username,
-            _ => return self.reject(ctx, INVALID_FORMAT),
+            _ => return self.reject_invalid_format(ctx),
         };
         let username = match check_name(&username) {
             Ok(name) => name,
             Err(e) => return self.reject(ctx, &e.to_string()),
         };
-        let room = match self.requested_room.as_deref().map(check_name) {
+        let room = match self.state.requested_room.as_deref().map(check_name) {
             None => GLOBAL_ROOM.to_owned(),
             Some(Ok(room)) => room,
             Some(Err(e)) => return self.reject(ctx, &invalid_room(e)),
         };
-        self.stage = Stage::Joining(username.clone());
+        self.state.stage = Stage::Joining(username.clone());
         let member = self.core.handle(ctx);
         let user = UserStatus {
             username: username.clone(),
             connected_at: Utc::now(),
         };
-        let registry = self.registry.clone();
+        let directory = self.state.directory.clone();
         let claim = JoinChat {
             username,
             room,
             member: member.clone(),
         };
         let join = async move {
-            let joined = match registry.send(claim).await {
+            let joined = match directory.send(claim).await {
                 Ok(Ok(joined)) => joined,
                 Ok(Err(refused)) => return Err(refused.to_string()),
                 Err(e) => return Err(format!("internal error: {e}")),
@@ -142,7 +163,7 @@ impl ChatMember {
             Ok((joined, entered))
         };
         ctx.wait(join.into_actor(self).map(|joined, act, ctx| {
-            let Stage::Joining(username) = std::mem::replace(&mut act.stage, Stage::Unjoined)
+            let Stage::Joining(username) = std::mem::replace(&mut act.state.stage, Stage::Unjoined)
             else {
                 return;
             };
@@ -150,7 +171,7 @@ impl ChatMember {
                 Ok(joined) => joined,
                 Err(response) => {
                     // Undo a claim that may have been made (ignored if not ours).
-                    act.registry.do_send(LeaveChat {
+                    act.state.directory.do_send(LeaveChat {
                         username,
                         conn: act.core.id(),
                     });
@@ -176,7 +197,7 @@ impl ChatMember {
             act.enter(ctx, entered);
             act.core.identify(&username);
             log::debug!("chat user {username} joined");
-            act.stage = Stage::Joined {
+            act.state.stage = Stage::Joined {
                 username,
                 room: joined.room,
             };
@@ -184,7 +205,7 @@ impl ChatMember {
     }
 
     /// Writes the frames a room sends a newcomer first.
-    fn enter(&mut self, ctx: &mut WebsocketContext<Self>, entered: Entered) {
+    fn enter(&mut self, ctx: &mut ConnectionContext<ChatMember>, entered: Entered) {
         self.core.write(
             ctx,
             Frames::from(vec![entered.history.into(), entered.users_online.into()]),
@@ -194,88 +215,121 @@ impl ChatMember {
     /// Every event after joining.
     fn event(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ChatMember>,
         me: String,
         room: Addr<Room>,
         text: &str,
     ) {
         let event = match ClientEvent::decode(text) {
             Ok(event) => event,
-            Err(_) => return self.error(ctx, INVALID_FORMAT),
+            Err(_) => return self.invalid_format(ctx),
         };
         match event {
             ClientEvent::Message { username, message } => {
-                if username != me {
-                    return self.spoofed(&room, &me, &username, "a message");
-                }
-                if message.trim().is_empty() {
-                    return self.error(ctx, "Message is empty");
-                }
-                if message.chars().count() > self.settings.max_message_chars {
-                    let limit = self.settings.max_message_chars;
-                    return self.error(ctx, &format!("Message is longer than {limit} characters"));
-                }
-                room.do_send(Say {
-                    username: me,
-                    message,
-                    confirm: None,
-                });
+                self.say(ctx, me, &room, &username, message)
             }
             ClientEvent::Typing {
                 username,
                 is_typing,
-            } => {
-                if username != me {
-                    return self.spoofed(&room, &me, &username, "a typing event");
-                }
-                room.do_send(Typing {
-                    username: me,
-                    is_typing,
-                });
-            }
+            } => self.typing(me, &room, &username, is_typing),
             ClientEvent::RoomCreate { room_name } => self.create_room(ctx, me, &room_name),
             ClientEvent::RoomSwitchRequest { room_name } => self.switch(ctx, me, room_name),
             ClientEvent::RoomChatClear {
                 username,
                 room_name,
-            } => {
-                if username != me {
-                    self.spoofed(&room, &me, &username, "a chat clear");
-                }
-                let request = self.registry.send(FindChatRoom(room_name.clone()));
-                ctx.wait(
-                    request
-                        .into_actor(self)
-                        .map(move |found, act, ctx| match found {
-                            Ok(Some(target)) => target.do_send(Clear { username: me }),
-                            Ok(None) => act.error(ctx, &format!("Room {room_name} not found")),
-                            Err(e) => act.error(ctx, &format!("internal error: {e}")),
-                        }),
-                );
-            }
-            ClientEvent::ConnectionRequest { .. } => self.error(ctx, INVALID_FORMAT),
+            } => self.clear_chat(ctx, me, &room, &username, room_name),
+            ClientEvent::ConnectionRequest { .. } => self.invalid_format(ctx),
         }
     }
 
+    /// `message`: checked (author, emptiness, length), then said in the
+    /// user's room, which broadcasts it once committed.
+    fn say(
+        &mut self,
+        ctx: &mut ConnectionContext<ChatMember>,
+        me: String,
+        room: &Addr<Room>,
+        claimed: &str,
+        message: String,
+    ) {
+        if claimed != me {
+            return self.spoofed(room, &me, claimed, "a message");
+        }
+        if message.trim().is_empty() {
+            return self.error(ctx, "Message is empty");
+        }
+        let limit = self.state.settings.max_message_chars;
+        if message.chars().count() > limit {
+            return self.error(ctx, &format!("Message is longer than {limit} characters"));
+        }
+        room.do_send(Say {
+            username: me,
+            message,
+            confirm: None,
+        });
+    }
+
+    /// `typing`: passed to the user's room unless spoofed.
+    fn typing(&self, me: String, room: &Addr<Room>, claimed: &str, is_typing: bool) {
+        if claimed != me {
+            return self.spoofed(room, &me, claimed, "a typing event");
+        }
+        room.do_send(Typing {
+            username: me,
+            is_typing,
+        });
+    }
+
+    /// `room_chat_clear`: empties the named room's history. A spoofed author
+    /// is reported to the user's room, and the clear is still made in the
+    /// user's own name.
+    fn clear_chat(
+        &mut self,
+        ctx: &mut ConnectionContext<ChatMember>,
+        me: String,
+        room: &Addr<Room>,
+        claimed: &str,
+        room_name: String,
+    ) {
+        if claimed != me {
+            self.spoofed(room, &me, claimed, "a chat clear");
+        }
+        let request = self.state.directory.send(FindChatRoom(room_name.clone()));
+        ctx.wait(
+            request
+                .into_actor(self)
+                .map(move |found, act, ctx| match found {
+                    Ok(Some(target)) => target.do_send(Clear { username: me }),
+                    Ok(None) => act.error(ctx, &format!("Room {room_name} not found")),
+                    Err(e) => act.error(ctx, &format!("internal error: {e}")),
+                }),
+        );
+    }
+
     /// `room_create`: checks the name and this connection's creation rate,
-    /// then asks the registry, which answers once the room is committed and
+    /// then asks the directory, which answers once the room is committed and
     /// announced to everyone (this user included); a refusal is a
     /// `room_create_reject` saying why.
-    fn create_room(&mut self, ctx: &mut WebsocketContext<Self>, me: String, room_name: &str) {
+    fn create_room(
+        &mut self,
+        ctx: &mut ConnectionContext<ChatMember>,
+        me: String,
+        room_name: &str,
+    ) {
         let name = match check_name(room_name) {
             Ok(name) => name,
             Err(e) => return self.reject_room(ctx, &invalid_room(e)),
         };
-        let per_minute = self.settings.room_creations_per_minute;
+        let per_minute = self.state.settings.room_creations_per_minute;
         let now = Instant::now();
-        while self
-            .creations
+        let creations = &mut self.state.creations;
+        while creations
             .front()
             .is_some_and(|at| now.duration_since(*at) >= CREATION_WINDOW)
         {
-            self.creations.pop_front();
+            creations.pop_front();
         }
-        if self.creations.len() >= per_minute {
+        if creations.len() >= per_minute {
             metrics().limit_reached(Protocol::Chat, "room_creations_per_minute");
             log::warn!("chat user {me}: room {name} refused, {per_minute} created this minute");
             return self.reject_room(
@@ -285,33 +339,37 @@ impl ChatMember {
                 ),
             );
         }
-        let request = self.registry.send(CreateChatRoom { name, creator: me });
+        let request = self
+            .state
+            .directory
+            .send(CreateChatRoom { name, creator: me });
         ctx.wait(
             request
                 .into_actor(self)
                 .map(move |created, act, ctx| match created {
-                    Ok(Ok(())) => act.creations.push_back(Instant::now()),
+                    Ok(Ok(())) => act.state.creations.push_back(Instant::now()),
                     Ok(Err(refused)) => act.reject_room(ctx, &refused.to_string()),
                     Err(e) => act.error(ctx, &format!("internal error: {e}")),
                 }),
         );
     }
 
-    fn reject_room(&mut self, ctx: &mut WebsocketContext<Self>, response: &str) {
+    fn reject_room(&mut self, ctx: &mut ConnectionContext<ChatMember>, response: &str) {
         self.send(ctx, ServerEvent::RoomCreateReject { response });
     }
 
     /// A warning naming both users, to the room; the event itself is dropped.
     fn spoofed(&self, room: &Addr<Room>, me: &str, claimed: &str, what: &str) {
         log::warn!("chat user {me} sent {what} as {claimed}");
+        metrics().protocol_error(Protocol::Chat, ProtocolErrorKind::Forbidden);
         room.do_send(Notice {
             severity: Severity::Warning,
             message: format!("{me} tried to send {what} as {claimed}"),
         });
     }
 
-    fn switch(&mut self, ctx: &mut WebsocketContext<Self>, me: String, to: String) {
-        let registry = self.registry.clone();
+    fn switch(&mut self, ctx: &mut ConnectionContext<ChatMember>, me: String, to: String) {
+        let directory = self.state.directory.clone();
         let (conn, member) = (self.core.id(), self.core.handle(ctx));
         let user = UserStatus {
             username: me.clone(),
@@ -322,7 +380,7 @@ impl ChatMember {
             to: to.clone(),
         };
         let moved = async move {
-            let (from, into) = match registry.send(request).await {
+            let (from, into) = match directory.send(request).await {
                 Ok(Ok(rooms)) => rooms,
                 Ok(Err(_)) => return Ok(None),
                 Err(e) => return Err(e),
@@ -341,7 +399,7 @@ impl ChatMember {
                     Ok(Some((room, entered))) => {
                         act.send(ctx, ServerEvent::RoomSwitchResponse { room_name: &to });
                         act.enter(ctx, entered);
-                        act.stage = Stage::Joined { username: me, room };
+                        act.state.stage = Stage::Joined { username: me, room };
                     }
                     Ok(None) => {
                         let response = format!("Room {to} not found");
@@ -358,58 +416,42 @@ impl ChatMember {
     }
 }
 
-impl WsConnection for ChatMember {
-    fn core(&mut self) -> &mut ConnectionCore {
-        &mut self.core
-    }
-}
-
-crate::connection_handlers!(ChatMember);
-
-impl Actor for ChatMember {
-    type Context = WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.core.started(ctx);
+impl Hooks for ChatMember {
+    fn handle_text(
+        conn: &mut Connection<Self>,
+        ctx: &mut ConnectionContext<Self>,
+        text: ByteString,
+    ) {
+        match conn.state.joined() {
+            None => conn.join(ctx, &text),
+            Some((me, room)) => conn.event(ctx, me, room, &text),
+        }
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.core.stopped();
-        let conn = self.core.id();
-        match std::mem::replace(&mut self.stage, Stage::Unjoined) {
+    fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _: Bytes) {
+        match conn.state.joined() {
+            None => conn.reject_invalid_format(ctx),
+            Some(_) => conn.invalid_format(ctx),
+        }
+    }
+
+    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _text: bool) {
+        conn.error(ctx, "Rate limit exceeded");
+    }
+
+    fn terminate(conn: &mut Connection<Self>) {
+        let id = conn.core.id();
+        let directory = &conn.state.directory;
+        match std::mem::replace(&mut conn.state.stage, Stage::Unjoined) {
             Stage::Joined { username, room } => {
                 room.do_send(Exit {
-                    conn,
+                    conn: id,
                     username: username.clone(),
                 });
-                self.registry.do_send(LeaveChat { username, conn });
+                directory.do_send(LeaveChat { username, conn: id });
             }
-            Stage::Joining(username) => self.registry.do_send(LeaveChat { username, conn }),
+            Stage::Joining(username) => directory.do_send(LeaveChat { username, conn: id }),
             Stage::Unjoined => {}
         }
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ProtocolError>> for ChatMember {
-    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
-        let Some(inbound) = self.core.receive(item, ctx) else {
-            return;
-        };
-        let started = Instant::now();
-        let joined = match &self.stage {
-            Stage::Joined { username, room } => Some((username.clone(), room.clone())),
-            Stage::Unjoined | Stage::Joining(_) => None,
-        };
-        match (inbound, joined) {
-            (Inbound::Text(text), None) => self.join(ctx, &text),
-            (Inbound::Text(text), Some((me, room))) => self.event(ctx, me, room, &text),
-            (Inbound::Binary(_), None) => self.reject(ctx, INVALID_FORMAT),
-            (Inbound::Binary(_), Some(_)) => self.error(ctx, INVALID_FORMAT),
-            (Inbound::RateLimited { .. }, _) => {
-                self.error(ctx, "Rate limit exceeded");
-                self.core.close_if_abusive(ctx);
-            }
-        }
-        self.core.observe_handling(started);
     }
 }

@@ -2,14 +2,15 @@
 //! and presence, compatible with the workshop's browser client.
 //!
 //! - [`wire`]: the exact JSON events, pure.
-//! - [`ChatMember`]: the connection actor of one user; the connect sequence,
+//! - [`ChatMember`]: one user's state in its
+//!   [`Connection`](crate::connection::Connection); the connect sequence,
 //!   validation and anti-spoofing.
 //! - [`Room`]: one actor per room; its members, its recent history (kept in
 //!   the store too) and every broadcast, encoded once.
 //! - a [`Lobby`](crate::lobby::Lobby): every joined user, for `room_create`.
-//! - the chat part of the [`Registry`](crate::registry::Registry)
-//!   (`directory`): unique usernames, rooms in creation order and who is in
-//!   which room, so `all_rooms` is one consistent snapshot.
+//! - [`ChatDirectory`]: a supervised actor of its own; unique usernames,
+//!   rooms in creation order and who is in which room, so `all_rooms` is
+//!   one consistent snapshot.
 
 mod directory;
 mod member;

@@ -1,4 +1,5 @@
-//! The ConciergeClient: the connection actor of one concierge client.
+//! The ConciergeClient: the concierge's state of one connection, run by the
+//! shared [`Connection`] actor.
 //!
 //! A new connection must IDENTIFY first (within `identify_timeout`); any
 //! failure there closes the socket with the protocol's 40xx code. After
@@ -7,26 +8,26 @@
 //! and replies leave in the order the payloads came.
 //!
 //! MESSAGEs to a service whose actor the client holds (it created or
-//! subscribed to the service, or reached it once through the registry) are
+//! subscribed to the service, or reached it once through the directory) are
 //! pipelined: each goes straight to the service actor, in order, and the
 //! client reads on without waiting for the outcome. The outcomes come back on
 //! their own channels; the replies they make wait in the queue of owed
 //! replies until every earlier one is written. Any other request waits until
 //! no reply is owed (so it sees the effect of everything sent before it, as
 //! when each payload waited for its own answer), then the actor waits for the
-//! registry's answer before reading on.
+//! work the reply needs (the directory's answer, a broadcast queued) before
+//! reading on: one path, [`reply_after`](Connection::reply_after).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use actix::WeakAddr;
-use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
+use actix_web::web::Bytes;
 use bytestring::ByteString;
 use serde_json::value::RawValue;
 use subtle::ConstantTimeEq;
@@ -34,20 +35,19 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::directory::{
-    ClientRef, CreateService, Creation, DeleteRefused, DeleteService, FetchClient, FetchClients,
-    FetchService, FetchServices, FindClient, FindService, Identify, Leave, NameTaken, Subscription,
-    SubscriptionRefused, Welcome,
+    ClientRef, ConciergeDirectory, CreateService, Creation, DeleteRefused, DeleteService,
+    FetchClient, FetchClients, FetchService, FetchServices, FindClient, FindService, Identify,
+    Leave, NameTaken, Subscription, SubscriptionRefused, Welcome,
 };
 use super::service::{ClientMessage, PublishRefused, Relay, RelayOutcome, Service};
 use super::wire::{
     self, close, encode_message, ClientInfo, DecodeError, PayloadIn, PayloadOut, Target,
 };
 use super::{ConciergeSettings, FsKeyMode};
-use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
+use crate::connection::{Connection, ConnectionContext, Disconnect, Frames, Hooks};
 use crate::fanout::Delivery;
 use crate::lobby::{Announce, Lobby, SendTo};
-use crate::metrics::metrics;
-use crate::registry::Registry;
+use crate::metrics::{metrics, ProtocolErrorKind};
 use crate::Protocol;
 
 /// MESSAGEs one client may have on their way to a service before it stops
@@ -63,7 +63,7 @@ const SWEEP_SERVICES_AT: usize = 32;
 enum Stage {
     /// Waiting for IDENTIFY.
     Unidentified,
-    /// IDENTIFY passed the checks; the registry is claiming the name.
+    /// IDENTIFY passed the checks; the directory is claiming the name.
     Joining(Uuid),
     /// Identified: HELLO was sent.
     Identified(Arc<ClientInfo>),
@@ -88,7 +88,7 @@ enum JoinFailed {
 }
 
 /// A service the client may message directly. Held weakly: a deleted
-/// service's actor stops once the registry lets go of it, whoever still
+/// service's actor stops once the directory lets go of it, whoever still
 /// remembers it.
 struct KnownService {
     name: Arc<str>,
@@ -103,7 +103,7 @@ struct Route {
 
 /// When a payload may be handled.
 enum Turn {
-    /// Now; if it needs the registry, no reply is owed.
+    /// Now; if it needs the directory, no reply is owed.
     Now,
     /// Now, pipelined: a MESSAGE straight to this service.
     Relay(Route),
@@ -118,7 +118,7 @@ enum Owed {
     /// A pipelined MESSAGE waiting for its service's outcome.
     Relayed(RelayedMessage),
     /// A pipelined MESSAGE whose service was deleted before it arrived,
-    /// sent again to whatever service the registry now knows by the name.
+    /// sent again to whatever service the directory now knows by the name.
     Rerouted(Pin<Box<dyn Future<Output = String>>>),
 }
 
@@ -138,10 +138,9 @@ enum Due {
     Reroute(ClientMessage),
 }
 
-/// One concierge client.
+/// One concierge client: what the protocol knows of its connection.
 pub struct ConciergeClient {
-    core: ConnectionCore,
-    registry: Addr<Registry>,
+    directory: Addr<ConciergeDirectory>,
     lobby: Addr<Lobby>,
     settings: Arc<ConciergeSettings>,
     stage: Stage,
@@ -165,34 +164,32 @@ struct WriteOwed {
     pump: bool,
 }
 
-impl ActorFuture<ConciergeClient> for WriteOwed {
+impl ActorFuture<Connection<ConciergeClient>> for WriteOwed {
     type Output = ();
 
     fn poll(
         self: Pin<&mut Self>,
-        act: &mut ConciergeClient,
-        ctx: &mut WebsocketContext<ConciergeClient>,
+        act: &mut Connection<ConciergeClient>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
         let done = act.write_owed(ctx, task, self.until);
         if self.pump && done.is_ready() {
-            act.pumping = false;
+            act.state.pumping = false;
         }
         done
     }
 }
 
 impl ConciergeClient {
-    /// A client served through `registry` and `lobby`.
+    /// A client served through `directory` and `lobby`.
     pub fn new(
-        core: ConnectionCore,
-        registry: Addr<Registry>,
+        directory: Addr<ConciergeDirectory>,
         lobby: Addr<Lobby>,
         settings: Arc<ConciergeSettings>,
     ) -> Self {
         ConciergeClient {
-            core,
-            registry,
+            directory,
             lobby,
             settings,
             stage: Stage::Unidentified,
@@ -204,277 +201,16 @@ impl ConciergeClient {
         }
     }
 
-    /// Closes with one of the concierge's own codes (`wire::close`).
-    fn close(&mut self, ctx: &mut WebsocketContext<Self>, code: u16, reason: &str) {
-        self.core.close(ctx, &Disconnect::concierge(code, reason));
-    }
-
-    /// Writes a reply that needs nothing but its turn: at once, or behind
-    /// the replies still owed.
-    fn answer(&mut self, ctx: &mut WebsocketContext<Self>, frame: String) {
-        if self.owed.is_empty() {
-            self.write_reply(ctx, frame, ReplyOrder::Now);
-        } else {
-            self.owe(ctx, Owed::Ready(frame));
+    /// The client as others know it, once HELLO was sent.
+    fn identified(&self) -> Option<Arc<ClientInfo>> {
+        match &self.stage {
+            Stage::Identified(me) => Some(Arc::clone(me)),
+            Stage::Unidentified | Stage::Joining(_) => None,
         }
     }
 
-    fn write_reply(&mut self, ctx: &mut WebsocketContext<Self>, frame: String, order: ReplyOrder) {
-        let frames = Frames::One(frame.into());
-        match order {
-            ReplyOrder::Now => self.core.write(ctx, frames),
-            ReplyOrder::BehindQueued => self.core.write_behind_queued(ctx, frames),
-        }
-    }
-
-    /// Queues a reply behind the owed ones and makes sure the pump runs.
-    fn owe(&mut self, ctx: &mut WebsocketContext<Self>, owed: Owed) {
-        self.owed.push_back(owed);
-        if !self.pumping {
-            self.pumping = true;
-            ctx.spawn(WriteOwed {
-                until: 0,
-                pump: true,
-            });
-        }
-    }
-
-    /// Writes the owed replies that are due, oldest first, until at most
-    /// `until` are owed (`Ready`) or the oldest is still on its way.
-    fn write_owed(
-        &mut self,
-        ctx: &mut WebsocketContext<Self>,
-        task: &mut TaskContext<'_>,
-        until: usize,
-    ) -> Poll<()> {
-        while self.owed.len() > until {
-            let Some(head) = self.owed.front_mut() else {
-                break;
-            };
-            let due = match head {
-                Owed::Ready(frame) => Due::Write(std::mem::take(frame), ReplyOrder::Now),
-                Owed::Relayed(relayed) => match Pin::new(&mut relayed.outcome).poll(task) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(RelayOutcome::Deleted(message))) => Due::Reroute(message),
-                    Poll::Ready(outcome) => {
-                        let (seq, kind) = (relayed.seq, relayed.kind);
-                        let frame = relay_reply(outcome.ok(), seq, kind, &relayed.service);
-                        Due::Write(frame, ReplyOrder::BehindQueued)
-                    }
-                },
-                Owed::Rerouted(rerouting) => match rerouting.as_mut().poll(task) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(frame) => Due::Write(frame, ReplyOrder::BehindQueued),
-                },
-            };
-            match due {
-                Due::Write(frame, order) => {
-                    self.owed.pop_front();
-                    self.write_reply(ctx, frame, order);
-                }
-                Due::Reroute(message) => self.reroute_head(message),
-            }
-        }
-        if self.owed.is_empty() {
-            self.relaying_to = None;
-        }
-        Poll::Ready(())
-    }
-
-    /// The oldest owed reply is for a MESSAGE whose service was deleted
-    /// before it arrived: the service is forgotten and the message is sent
-    /// by name through the registry, as the first one to a service is.
-    /// Later MESSAGEs to the same name are still on their way to the deleted
-    /// service and come back the same way, in order; new ones wait, since
-    /// the name is no longer known.
-    fn reroute_head(&mut self, message: ClientMessage) {
-        let Some(Owed::Relayed(relayed)) = self.owed.pop_front() else {
-            return;
-        };
-        self.forget_service(&relayed.service);
-        let registry = self.registry.clone();
-        let RelayedMessage {
-            seq, kind, service, ..
-        } = relayed;
-        let rerouting = async move {
-            let found = registry.send(FindService(service.to_string())).await;
-            let outcome = match found {
-                Ok(Some(addr)) => relay_once(&addr, message).await,
-                _ => None,
-            };
-            relay_reply(outcome, seq, kind, &service)
-        };
-        self.owed.push_front(Owed::Rerouted(Box::pin(rerouting)));
-    }
-
-    /// Remembers a service's actor, for MESSAGEs straight to it.
-    fn learn_service(&mut self, name: &str, addr: WeakAddr<Service>) {
-        if self.services.len() >= SWEEP_SERVICES_AT {
-            self.services
-                .retain(|_, known| known.addr.upgrade().is_some());
-        }
-        let known = KnownService {
-            name: Arc::from(name),
-            addr,
-        };
-        self.services.insert(name.to_owned(), known);
-    }
-
-    fn forget_service(&mut self, name: &str) {
-        self.services.remove(name);
-    }
-
-    /// Asks the registry, then writes the frame `answer` makes of the result,
-    /// at once or behind what is queued for this client (`order`: a request
-    /// whose broadcast the requester hears too, SERVICE_CREATE and
-    /// SERVICE_DELETE, is answered by the registry once that broadcast is
-    /// queued everywhere, and the reply goes out behind it). Called only
-    /// when no reply is owed; the actor handles nothing else until then, so
-    /// replies stay in order.
-    fn ask<M>(
-        &mut self,
-        ctx: &mut WebsocketContext<Self>,
-        msg: M,
-        seq: u64,
-        order: ReplyOrder,
-        answer: impl FnOnce(&mut Self, M::Result) -> String + 'static,
-    ) where
-        M: Message + Send + 'static,
-        M::Result: Send,
-        Registry: Handler<M>,
-        <Registry as Actor>::Context: ToEnvelope<Registry, M>,
-    {
-        let request = self.registry.send(msg);
-        ctx.wait(request.into_actor(self).map(move |result, act, ctx| {
-            let frame = match result {
-                Ok(result) => answer(act, result),
-                Err(e) => {
-                    log::error!("concierge: registry unreachable: {e}");
-                    PayloadOut::ErrorInternal {
-                        desc: "broker unavailable",
-                    }
-                    .encode(Some(seq))
-                }
-            };
-            act.write_reply(ctx, frame, order);
-        }));
-    }
-
-    /// Waits for `work`, then writes the reply it makes behind whatever it
-    /// queued for this client (the sender's own copy of a broadcast comes
-    /// before its `OK`). Called only when no reply is owed; the actor
-    /// handles nothing else until then.
-    fn settle(
-        &mut self,
-        ctx: &mut WebsocketContext<Self>,
-        work: impl std::future::Future<Output = String> + 'static,
-    ) {
-        ctx.wait(work.into_actor(self).map(|frame, act, ctx| {
-            act.write_reply(ctx, frame, ReplyOrder::BehindQueued);
-        }));
-    }
-
-    /// The first payload: IDENTIFY, checked in the order of the close codes.
-    fn identify(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
-        let identify = match PayloadIn::decode(text) {
-            Ok(PayloadIn::Identify(identify)) => identify,
-            Ok(_) => return self.close(ctx, close::NO_AUTH, "identify first"),
-            Err(_) => return self.close(ctx, close::FATAL_DECODE, "could not decode IDENTIFY"),
-        };
-        let settings = &self.settings;
-        if let Some(secret) = &settings.secret {
-            let given = identify.secret.as_deref().unwrap_or_default();
-            if !bool::from(given.as_bytes().ct_eq(secret.as_bytes())) {
-                return self.close(ctx, close::BAD_SECRET, "bad secret");
-            }
-        }
-        let version_ok = semver::Version::parse(&identify.version)
-            .is_ok_and(|v| settings.client_version_req.matches(&v));
-        if !version_ok {
-            let reason = format!("client version must match {}", settings.client_version_req);
-            return self.close(ctx, close::BAD_VERSION, &reason);
-        }
-        if !wire::valid_client_name(&identify.name, settings.max_name_length) {
-            let reason = format!(
-                "name must be 1 to {} letters, digits or _",
-                settings.max_name_length
-            );
-            return self.close(ctx, close::BAD_NAME, &reason);
-        }
-        let identity_bytes = identify.nickname.as_ref().map_or(0, String::len)
-            + identify.tags.iter().map(String::len).sum::<usize>();
-        if identity_bytes > settings.max_identity_bytes {
-            metrics().limit_reached(Protocol::Concierge, "max_identity_bytes");
-            let reason = format!(
-                "nickname and tags must hold at most {} bytes together",
-                settings.max_identity_bytes
-            );
-            return self.close(ctx, close::BAD_NAME, &reason);
-        }
-        let info = ClientInfo {
-            name: identify.name,
-            nickname: identify.nickname,
-            uuid: Uuid::new_v4(),
-            tags: identify.tags,
-        };
-        self.stage = Stage::Joining(info.uuid);
-        // 122 random bits; only HELLO carries it, and only to this client.
-        let fs_key =
-            (settings.fs_key == FsKeyMode::Secret).then(|| Uuid::new_v4().simple().to_string());
-        let claim = Identify {
-            info: info.clone(),
-            member: self.core.handle(ctx),
-            fs_key: fs_key.clone(),
-        };
-        let (registry, files_dir) = (self.registry.clone(), self.settings.files_dir.clone());
-        // The name is claimed first: only its holder may reset its folder.
-        let join = async move {
-            let name = claim.info.name.clone();
-            match registry.send(claim).await {
-                Ok(Ok(())) => {}
-                Ok(Err(NameTaken)) => return Err(JoinFailed::NameTaken),
-                Err(e) => return Err(JoinFailed::Internal(format!("registry unreachable: {e}"))),
-            }
-            super::create_client_folder(&files_dir, &name)
-                .await
-                .map_err(|e| {
-                    JoinFailed::Internal(format!("cannot create the client's folder: {e}"))
-                })
-        };
-        ctx.wait(
-            join.into_actor(self)
-                .map(move |joined, act, ctx| match joined {
-                    Ok(()) => {
-                        // Others hear of the client now; anything the lobby
-                        // sends it is queued behind the HELLO written here.
-                        act.registry.do_send(Welcome(info.uuid));
-                        let hello = PayloadOut::Hello {
-                            uuid: info.uuid,
-                            version: wire::PROTOCOL_VERSION,
-                            fs_key: fs_key.as_deref(),
-                        };
-                        act.answer(ctx, hello.encode(None));
-                        // Not the uuid: it is the client's file-server key.
-                        log::debug!(
-                            "concierge connection {} identified as {}",
-                            act.core.id(),
-                            info.name
-                        );
-                        act.core.identify(&info.name);
-                        act.stage = Stage::Identified(Arc::new(info));
-                    }
-                    Err(JoinFailed::NameTaken) => {
-                        act.close(ctx, close::DUPLICATE_AUTH, "name taken")
-                    }
-                    Err(JoinFailed::Internal(detail)) => {
-                        log::error!(
-                            "concierge: identification of {} failed: {detail}",
-                            info.name
-                        );
-                        act.close(ctx, close::UNKNOWN, "internal error");
-                    }
-                }),
-        );
+    fn is_identified(&self) -> bool {
+        matches!(self.stage, Stage::Identified(_))
     }
 
     fn take_seq(&mut self) -> u64 {
@@ -533,10 +269,302 @@ impl ConciergeClient {
         }
     }
 
+    /// The oldest owed reply is for a MESSAGE whose service was deleted
+    /// before it arrived: the service is forgotten and the message is sent
+    /// by name through the directory, as the first one to a service is.
+    /// Later MESSAGEs to the same name are still on their way to the deleted
+    /// service and come back the same way, in order; new ones wait, since
+    /// the name is no longer known.
+    fn reroute_head(&mut self, message: ClientMessage) {
+        let Some(Owed::Relayed(relayed)) = self.owed.pop_front() else {
+            return;
+        };
+        self.forget_service(&relayed.service);
+        let directory = self.directory.clone();
+        let RelayedMessage {
+            seq, kind, service, ..
+        } = relayed;
+        let rerouting = async move {
+            let found = directory.send(FindService(service.to_string())).await;
+            let outcome = match found {
+                Ok(Some(addr)) => relay_once(&addr, message).await,
+                _ => None,
+            };
+            relay_reply(outcome, seq, kind, &service)
+        };
+        self.owed.push_front(Owed::Rerouted(Box::pin(rerouting)));
+    }
+
+    /// Remembers a service's actor, for MESSAGEs straight to it.
+    fn learn_service(&mut self, name: &str, addr: WeakAddr<Service>) {
+        if self.services.len() >= SWEEP_SERVICES_AT {
+            self.services
+                .retain(|_, known| known.addr.upgrade().is_some());
+        }
+        let known = KnownService {
+            name: Arc::from(name),
+            addr,
+        };
+        self.services.insert(name.to_owned(), known);
+    }
+
+    fn forget_service(&mut self, name: &str) {
+        self.services.remove(name);
+    }
+
+    fn valid_service_name(&self, name: &str) -> bool {
+        !name.is_empty()
+            && name.chars().count() <= self.settings.max_name_length
+            && !name.chars().any(char::is_control)
+    }
+}
+
+impl Connection<ConciergeClient> {
+    /// Closes with one of the concierge's own codes (`wire::close`).
+    fn close(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, code: u16, reason: &str) {
+        self.core.close(ctx, &Disconnect::concierge(code, reason));
+    }
+
+    /// Writes a reply that needs nothing but its turn: at once, or behind
+    /// the replies still owed.
+    fn answer(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, frame: String) {
+        if self.state.owed.is_empty() {
+            self.write_reply(ctx, frame, ReplyOrder::Now);
+        } else {
+            self.owe(ctx, Owed::Ready(frame));
+        }
+    }
+
+    /// Handles a reply that needs work first (the directory's answer, a
+    /// broadcast queued, a first MESSAGE through a service): the actor reads
+    /// nothing else until `work` is done, then writes the frame `reply`
+    /// makes of its result, at once or behind what is queued for this client
+    /// (`order`). Called only when no reply is owed, so replies stay in
+    /// `seq` order.
+    fn reply_after<T: 'static>(
+        &mut self,
+        ctx: &mut ConnectionContext<ConciergeClient>,
+        work: impl Future<Output = T> + 'static,
+        order: ReplyOrder,
+        reply: impl FnOnce(&mut ConciergeClient, T) -> String + 'static,
+    ) {
+        ctx.wait(work.into_actor(self).map(move |result, act, ctx| {
+            let frame = reply(&mut act.state, result);
+            act.write_reply(ctx, frame, order);
+        }));
+    }
+
+    /// Asks the directory, then replies with the frame `answer` makes of
+    /// its answer ([`reply_after`](Self::reply_after)); an unreachable
+    /// directory gets ERROR_INTERNAL. A request whose broadcast the
+    /// requester hears too (SERVICE_CREATE, SERVICE_DELETE) is answered by
+    /// the directory once that broadcast is queued everywhere, and its reply
+    /// goes behind it (`order`).
+    fn ask<M>(
+        &mut self,
+        ctx: &mut ConnectionContext<ConciergeClient>,
+        msg: M,
+        seq: u64,
+        order: ReplyOrder,
+        answer: impl FnOnce(&mut ConciergeClient, M::Result) -> String + 'static,
+    ) where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        ConciergeDirectory: Handler<M>,
+        <ConciergeDirectory as Actor>::Context: ToEnvelope<ConciergeDirectory, M>,
+    {
+        let request = self.state.directory.send(msg);
+        self.reply_after(ctx, request, order, move |client, result| match result {
+            Ok(result) => answer(client, result),
+            Err(e) => {
+                log::error!("concierge: directory unreachable: {e}");
+                unavailable(seq)
+            }
+        });
+    }
+
+    fn write_reply(
+        &mut self,
+        ctx: &mut ConnectionContext<ConciergeClient>,
+        frame: String,
+        order: ReplyOrder,
+    ) {
+        let frames = Frames::One(frame.into());
+        match order {
+            ReplyOrder::Now => self.core.write(ctx, frames),
+            ReplyOrder::BehindQueued => self.core.write_behind_queued(ctx, frames),
+        }
+    }
+
+    /// Queues a reply behind the owed ones and makes sure the pump runs.
+    fn owe(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, owed: Owed) {
+        self.state.owed.push_back(owed);
+        if !self.state.pumping {
+            self.state.pumping = true;
+            ctx.spawn(WriteOwed {
+                until: 0,
+                pump: true,
+            });
+        }
+    }
+
+    /// Writes the owed replies that are due, oldest first, until at most
+    /// `until` are owed (`Ready`) or the oldest is still on its way.
+    fn write_owed(
+        &mut self,
+        ctx: &mut ConnectionContext<ConciergeClient>,
+        task: &mut TaskContext<'_>,
+        until: usize,
+    ) -> Poll<()> {
+        while self.state.owed.len() > until {
+            let Some(head) = self.state.owed.front_mut() else {
+                break;
+            };
+            let due = match head {
+                Owed::Ready(frame) => Due::Write(std::mem::take(frame), ReplyOrder::Now),
+                Owed::Relayed(relayed) => match Pin::new(&mut relayed.outcome).poll(task) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(RelayOutcome::Deleted(message))) => Due::Reroute(message),
+                    Poll::Ready(outcome) => {
+                        let (seq, kind) = (relayed.seq, relayed.kind);
+                        let frame = relay_reply(outcome.ok(), seq, kind, &relayed.service);
+                        Due::Write(frame, ReplyOrder::BehindQueued)
+                    }
+                },
+                Owed::Rerouted(rerouting) => match rerouting.as_mut().poll(task) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(frame) => Due::Write(frame, ReplyOrder::BehindQueued),
+                },
+            };
+            match due {
+                Due::Write(frame, order) => {
+                    self.state.owed.pop_front();
+                    self.write_reply(ctx, frame, order);
+                }
+                Due::Reroute(message) => self.state.reroute_head(message),
+            }
+        }
+        if self.state.owed.is_empty() {
+            self.state.relaying_to = None;
+        }
+        Poll::Ready(())
+    }
+
+    /// The first payload: IDENTIFY, checked in the order of the close codes.
+    fn identify(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, text: &str) {
+        let identify = match PayloadIn::decode(text) {
+            Ok(PayloadIn::Identify(identify)) => identify,
+            Ok(_) => return self.close(ctx, close::NO_AUTH, "identify first"),
+            Err(_) => return self.close(ctx, close::FATAL_DECODE, "could not decode IDENTIFY"),
+        };
+        let settings = &self.state.settings;
+        if let Some(secret) = &settings.secret {
+            let given = identify.secret.as_deref().unwrap_or_default();
+            if !bool::from(given.as_bytes().ct_eq(secret.as_bytes())) {
+                return self.close(ctx, close::BAD_SECRET, "bad secret");
+            }
+        }
+        let version_ok = semver::Version::parse(&identify.version)
+            .is_ok_and(|v| settings.client_version_req.matches(&v));
+        if !version_ok {
+            let reason = format!("client version must match {}", settings.client_version_req);
+            return self.close(ctx, close::BAD_VERSION, &reason);
+        }
+        if !wire::valid_client_name(&identify.name, settings.max_name_length) {
+            let reason = format!(
+                "name must be 1 to {} letters, digits or _",
+                settings.max_name_length
+            );
+            return self.close(ctx, close::BAD_NAME, &reason);
+        }
+        let identity_bytes = identify.nickname.as_ref().map_or(0, String::len)
+            + identify.tags.iter().map(String::len).sum::<usize>();
+        if identity_bytes > settings.max_identity_bytes {
+            metrics().limit_reached(Protocol::Concierge, "max_identity_bytes");
+            let reason = format!(
+                "nickname and tags must hold at most {} bytes together",
+                settings.max_identity_bytes
+            );
+            return self.close(ctx, close::BAD_NAME, &reason);
+        }
+        let info = ClientInfo {
+            name: identify.name,
+            nickname: identify.nickname,
+            uuid: Uuid::new_v4(),
+            tags: identify.tags,
+        };
+        self.state.stage = Stage::Joining(info.uuid);
+        // 122 random bits; only HELLO carries it, and only to this client.
+        let fs_key =
+            (settings.fs_key == FsKeyMode::Secret).then(|| Uuid::new_v4().simple().to_string());
+        let claim = Identify {
+            info: info.clone(),
+            member: self.core.handle(ctx),
+            fs_key: fs_key.clone(),
+        };
+        let (directory, files_dir) = (
+            self.state.directory.clone(),
+            self.state.settings.files_dir.clone(),
+        );
+        // The name is claimed first: only its holder may reset its folder.
+        let join = async move {
+            let name = claim.info.name.clone();
+            match directory.send(claim).await {
+                Ok(Ok(())) => {}
+                Ok(Err(NameTaken)) => return Err(JoinFailed::NameTaken),
+                Err(e) => return Err(JoinFailed::Internal(format!("directory unreachable: {e}"))),
+            }
+            super::create_client_folder(&files_dir, &name)
+                .await
+                .map_err(|e| {
+                    JoinFailed::Internal(format!("cannot create the client's folder: {e}"))
+                })
+        };
+        ctx.wait(
+            join.into_actor(self)
+                .map(move |joined, act, ctx| match joined {
+                    Ok(()) => {
+                        // Others hear of the client now; anything the lobby
+                        // sends it is queued behind the HELLO written here.
+                        act.state.directory.do_send(Welcome(info.uuid));
+                        let hello = PayloadOut::Hello {
+                            uuid: info.uuid,
+                            version: wire::PROTOCOL_VERSION,
+                            fs_key: fs_key.as_deref(),
+                        };
+                        act.answer(ctx, hello.encode(None));
+                        // Not the uuid: it is the client's file-server key.
+                        log::debug!(
+                            "concierge connection {} identified as {}",
+                            act.core.id(),
+                            info.name
+                        );
+                        act.core.identify(&info.name);
+                        act.state.stage = Stage::Identified(Arc::new(info));
+                    }
+                    Err(JoinFailed::NameTaken) => {
+                        act.close(ctx, close::DUPLICATE_AUTH, "name taken")
+                    }
+                    Err(JoinFailed::Internal(detail)) => {
+                        log::error!(
+                            "concierge: identification of {} failed: {detail}",
+                            info.name
+                        );
+                        act.close(ctx, close::UNKNOWN, "internal error");
+                    }
+                }),
+        );
+    }
+
     /// Every payload after IDENTIFY.
-    fn payload(&mut self, ctx: &mut WebsocketContext<Self>, me: Arc<ClientInfo>, text: ByteString) {
+    fn payload(
+        &mut self,
+        ctx: &mut ConnectionContext<ConciergeClient>,
+        me: Arc<ClientInfo>,
+        text: ByteString,
+    ) {
         let decoded = PayloadIn::decode(&text);
-        let route = match self.turn(&decoded) {
+        let route = match self.state.turn(&decoded) {
             Turn::Now => None,
             Turn::Relay(route) => Some(route),
             Turn::After(until) => {
@@ -547,15 +575,17 @@ impl ConciergeClient {
                 return;
             }
         };
-        let seq = self.take_seq();
+        let seq = self.state.take_seq();
         let payload = match decoded {
             Ok(payload) => payload,
             Err(DecodeError::Malformed(desc)) => {
+                metrics().protocol_error(Protocol::Concierge, ProtocolErrorKind::Malformed);
                 let frame = PayloadOut::ErrorProtocol { desc: &desc }.encode(Some(seq));
                 return self.answer(ctx, frame);
             }
             Err(DecodeError::Unsupported(_)) => {
-                return self.answer(ctx, PayloadOut::ErrorUnsupported.encode(Some(seq)))
+                metrics().protocol_error(Protocol::Concierge, ProtocolErrorKind::UnknownType);
+                return self.answer(ctx, PayloadOut::ErrorUnsupported.encode(Some(seq)));
             }
         };
         log::trace!(
@@ -574,7 +604,7 @@ impl ConciergeClient {
     /// One payload that is not pipelined, by its type.
     fn command(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         me: Arc<ClientInfo>,
         seq: u64,
         payload: PayloadIn<'_>,
@@ -602,13 +632,18 @@ impl ConciergeClient {
     }
 
     /// SELF_SET_SEQ: this payload gets `seq`, the next one `seq + 1`.
-    fn self_set_seq(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64) {
-        self.next_seq = seq.wrapping_add(1);
+    fn self_set_seq(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, seq: u64) {
+        self.state.next_seq = seq.wrapping_add(1);
         self.answer(ctx, PayloadOut::Ok.encode(Some(seq)));
     }
 
     /// SELF_FETCH: the client's own info and subscriptions.
-    fn self_fetch(&mut self, ctx: &mut WebsocketContext<Self>, me: Arc<ClientInfo>, seq: u64) {
+    fn self_fetch(
+        &mut self,
+        ctx: &mut ConnectionContext<ConciergeClient>,
+        me: Arc<ClientInfo>,
+        seq: u64,
+    ) {
         let fetch = FetchClient(me.uuid);
         self.ask(ctx, fetch, seq, ReplyOrder::Now, move |_, found| {
             let (client, subscriptions) =
@@ -622,7 +657,7 @@ impl ConciergeClient {
     }
 
     /// CLIENT_FETCH: one client's info and subscriptions.
-    fn client_fetch(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64, uuid: Uuid) {
+    fn client_fetch(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, seq: u64, uuid: Uuid) {
         let fetch = FetchClient(uuid);
         self.ask(
             ctx,
@@ -641,7 +676,7 @@ impl ConciergeClient {
     }
 
     /// CLIENT_FETCH_ALL: every identified client.
-    fn client_fetch_all(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64) {
+    fn client_fetch_all(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, seq: u64) {
         self.ask(
             ctx,
             FetchClients,
@@ -654,7 +689,12 @@ impl ConciergeClient {
     }
 
     /// SERVICE_FETCH: one service's info.
-    fn service_fetch(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64, service: String) {
+    fn service_fetch(
+        &mut self,
+        ctx: &mut ConnectionContext<ConciergeClient>,
+        seq: u64,
+        service: String,
+    ) {
         let fetch = FetchService(service.clone());
         self.ask(
             ctx,
@@ -669,7 +709,7 @@ impl ConciergeClient {
     }
 
     /// SERVICE_FETCH_ALL: every service.
-    fn service_fetch_all(&mut self, ctx: &mut WebsocketContext<Self>, seq: u64) {
+    fn service_fetch_all(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, seq: u64) {
         self.ask(
             ctx,
             FetchServices,
@@ -687,14 +727,14 @@ impl ConciergeClient {
     /// SERVICE_CREATE: the creator keeps the new service's actor.
     fn service_create(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         me: &ClientInfo,
         seq: u64,
         service: String,
         nickname: Option<String>,
     ) {
         let s = Some(seq);
-        if !self.valid_service_name(&service) {
+        if !self.state.valid_service_name(&service) {
             return self.answer(ctx, PayloadOut::Bad.encode(s));
         }
         let create = CreateService {
@@ -703,32 +743,38 @@ impl ConciergeClient {
             nickname,
         };
         let order = ReplyOrder::BehindQueued;
-        self.ask(ctx, create, seq, order, move |act, created| match created {
-            Some(Creation::Created(info, addr)) => {
-                act.learn_service(&info.name, addr);
-                PayloadOut::ServiceCreateResult {
-                    successful: true,
+        self.ask(
+            ctx,
+            create,
+            seq,
+            order,
+            move |client, created| match created {
+                Some(Creation::Created(info, addr)) => {
+                    client.learn_service(&info.name, addr);
+                    PayloadOut::ServiceCreateResult {
+                        successful: true,
+                        service: &info,
+                    }
+                    .encode(s)
+                }
+                Some(Creation::Exists(info)) => PayloadOut::ServiceCreateResult {
+                    successful: false,
                     service: &info,
                 }
-                .encode(s)
-            }
-            Some(Creation::Exists(info)) => PayloadOut::ServiceCreateResult {
-                successful: false,
-                service: &info,
-            }
-            .encode(s),
-            Some(Creation::TooMany) => PayloadOut::Bad.encode(s),
-            None => PayloadOut::ErrorInternal {
-                desc: "client not identified",
-            }
-            .encode(s),
-        });
+                .encode(s),
+                Some(Creation::TooMany) => PayloadOut::Bad.encode(s),
+                None => PayloadOut::ErrorInternal {
+                    desc: "client not identified",
+                }
+                .encode(s),
+            },
+        );
     }
 
     /// SERVICE_DELETE: only the owner may; it forgets the service's actor.
     fn service_delete(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         me: &ClientInfo,
         seq: u64,
         service: String,
@@ -738,29 +784,29 @@ impl ConciergeClient {
             name: service.clone(),
         };
         let (s, order) = (Some(seq), ReplyOrder::BehindQueued);
-        self.ask(ctx, delete, seq, order, move |act, deleted| match deleted {
-            Ok(info) => {
-                act.forget_service(&info.name);
-                PayloadOut::ServiceDeleteResult { service: &info }.encode(s)
-            }
-            Err(DeleteRefused::NotOwner) => PayloadOut::Bad.encode(s),
-            Err(DeleteRefused::NoSuchService) => {
-                PayloadOut::InvalidService { service: &service }.encode(s)
-            }
-        });
-    }
-
-    fn valid_service_name(&self, name: &str) -> bool {
-        !name.is_empty()
-            && name.chars().count() <= self.settings.max_name_length
-            && !name.chars().any(char::is_control)
+        self.ask(
+            ctx,
+            delete,
+            seq,
+            order,
+            move |client, deleted| match deleted {
+                Ok(info) => {
+                    client.forget_service(&info.name);
+                    PayloadOut::ServiceDeleteResult { service: &info }.encode(s)
+                }
+                Err(DeleteRefused::NotOwner) => PayloadOut::Bad.encode(s),
+                Err(DeleteRefused::NoSuchService) => {
+                    PayloadOut::InvalidService { service: &service }.encode(s)
+                }
+            },
+        );
     }
 
     /// SELF_SUBSCRIBE / SELF_UNSUBSCRIBE: a subscriber keeps the service's
     /// actor, one that unsubscribes forgets it.
     fn subscription(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         me: &ClientInfo,
         seq: u64,
         service: String,
@@ -777,9 +823,9 @@ impl ConciergeClient {
             msg,
             seq,
             ReplyOrder::Now,
-            move |act, result| match result {
+            move |client, result| match result {
                 Ok(change) if subscribe => {
-                    act.learn_service(&change.info.name, change.service);
+                    client.learn_service(&change.info.name, change.service);
                     PayloadOut::SelfSubscribeResult {
                         successful: change.changed,
                         service: &change.info,
@@ -787,7 +833,7 @@ impl ConciergeClient {
                     .encode(s)
                 }
                 Ok(change) => {
-                    act.forget_service(&change.info.name);
+                    client.forget_service(&change.info.name);
                     PayloadOut::SelfUnsubscribeResult {
                         successful: change.changed,
                         service: &change.info,
@@ -806,7 +852,7 @@ impl ConciergeClient {
     /// owed until the outcome comes back.
     fn relay(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         route: Route,
         me: Arc<ClientInfo>,
         seq: u64,
@@ -822,7 +868,7 @@ impl ConciergeClient {
             data: data.to_owned(),
         };
         route.addr.do_send(Relay { message, outcome });
-        self.relaying_to = Some(Arc::clone(&route.name));
+        self.state.relaying_to = Some(Arc::clone(&route.name));
         let relayed = RelayedMessage {
             seq,
             kind,
@@ -836,7 +882,7 @@ impl ConciergeClient {
     /// client, or to a service the client holds no actor of yet.
     fn message(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         me: Arc<ClientInfo>,
         seq: u64,
         target: Target,
@@ -862,7 +908,7 @@ impl ConciergeClient {
     /// MESSAGE to ALL, the sender included: `OK` once every copy is queued.
     fn message_all(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         me: &ClientInfo,
         seq: u64,
         target: &Target,
@@ -870,24 +916,20 @@ impl ConciergeClient {
     ) {
         metrics().concierge.message("ALL");
         let frame = encode_message(me, None, target, data);
-        let queued = self.lobby.send(Announce(Frames::One(frame.into())));
-        self.settle(ctx, async move {
-            match queued.await {
-                Ok(()) => PayloadOut::Ok.encode(Some(seq)),
-                Err(_) => PayloadOut::ErrorInternal {
-                    desc: "broker unavailable",
-                }
-                .encode(Some(seq)),
-            }
+        let queued = self.state.lobby.send(Announce(Frames::One(frame.into())));
+        let order = ReplyOrder::BehindQueued;
+        self.reply_after(ctx, queued, order, move |_, queued| match queued {
+            Ok(()) => PayloadOut::Ok.encode(Some(seq)),
+            Err(_) => unavailable(seq),
         });
     }
 
-    /// A MESSAGE to a service the client holds no actor of: the registry
+    /// A MESSAGE to a service the client holds no actor of: the directory
     /// finds the actor, the message goes there, and a client the service
     /// accepted the message from keeps the actor for its next ones.
     fn first_to_service(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         me: Arc<ClientInfo>,
         seq: u64,
         name: String,
@@ -901,9 +943,9 @@ impl ConciergeClient {
             target,
             data: data.to_owned(),
         };
-        let registry = self.registry.clone();
+        let directory = self.state.directory.clone();
         let route = async move {
-            let found = registry
+            let found = directory
                 .send(FindService(name.clone()))
                 .await
                 .ok()
@@ -914,17 +956,13 @@ impl ConciergeClient {
             };
             (name, found, outcome)
         };
-        ctx.wait(
-            route
-                .into_actor(self)
-                .map(move |(name, found, outcome), act, ctx| {
-                    if let (Some(addr), Some(RelayOutcome::Delivered)) = (&found, &outcome) {
-                        act.learn_service(&name, addr.downgrade());
-                    }
-                    let frame = relay_reply(outcome, seq, kind, &name);
-                    act.write_reply(ctx, frame, ReplyOrder::BehindQueued);
-                }),
-        );
+        let order = ReplyOrder::BehindQueued;
+        self.reply_after(ctx, route, order, move |client, (name, found, outcome)| {
+            if let (Some(addr), Some(RelayOutcome::Delivered)) = (&found, &outcome) {
+                client.learn_service(&name, addr.downgrade());
+            }
+            relay_reply(outcome, seq, kind, &name)
+        });
     }
 
     /// A MESSAGE to one client by name or uuid: encoded here, handed to the
@@ -934,7 +972,7 @@ impl ConciergeClient {
     #[allow(clippy::too_many_arguments)]
     fn direct(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<ConciergeClient>,
         me: &ClientInfo,
         seq: u64,
         kind: &'static str,
@@ -944,16 +982,10 @@ impl ConciergeClient {
     ) {
         let frames = Frames::One(encode_message(me, None, &target, data).into());
         let s = Some(seq);
-        let (registry, lobby) = (self.registry.clone(), self.lobby.clone());
+        let (directory, lobby) = (self.state.directory.clone(), self.state.lobby.clone());
         let deliver = async move {
-            let member = match registry.send(find).await {
-                Ok(member) => member,
-                Err(_) => {
-                    return PayloadOut::ErrorInternal {
-                        desc: "broker unavailable",
-                    }
-                    .encode(s)
-                }
+            let Ok(member) = directory.send(find).await else {
+                return unavailable(seq);
             };
             let delivery = match member {
                 Some(member) => lobby
@@ -975,7 +1007,7 @@ impl ConciergeClient {
                 (_, _) => PayloadOut::Bad.encode(s),
             }
         };
-        self.settle(ctx, deliver);
+        self.reply_after(ctx, deliver, ReplyOrder::BehindQueued, |_, frame| frame);
     }
 }
 
@@ -1014,70 +1046,62 @@ fn relay_reply(outcome: Option<RelayOutcome>, seq: u64, kind: &str, service: &st
     }
 }
 
-impl WsConnection for ConciergeClient {
-    fn core(&mut self) -> &mut ConnectionCore {
-        &mut self.core
+/// The reply when the broker's own actors cannot be reached.
+fn unavailable(seq: u64) -> String {
+    PayloadOut::ErrorInternal {
+        desc: "broker unavailable",
     }
+    .encode(Some(seq))
 }
 
-crate::connection_handlers!(ConciergeClient);
-
-impl Actor for ConciergeClient {
-    type Context = WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.core.started(ctx);
-        ctx.run_later(self.settings.identify_timeout, |act, ctx| {
-            if matches!(act.stage, Stage::Unidentified) {
+/// Before HELLO, anything but a well-formed IDENTIFY closes the connection
+/// with a 40xx code; after it, every payload is handled in `seq` order.
+impl Hooks for ConciergeClient {
+    fn join(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>) {
+        ctx.run_later(conn.state.settings.identify_timeout, |act, ctx| {
+            if matches!(act.state.stage, Stage::Unidentified) {
                 act.close(ctx, close::AUTH_FAILED, "no IDENTIFY in time");
             }
         });
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.core.stopped();
-        match &self.stage {
-            Stage::Joining(uuid) => self.registry.do_send(Leave(*uuid)),
-            Stage::Identified(me) => self.registry.do_send(Leave(me.uuid)),
-            Stage::Unidentified => {}
+    fn handle_text(
+        conn: &mut Connection<Self>,
+        ctx: &mut ConnectionContext<Self>,
+        text: ByteString,
+    ) {
+        match conn.state.identified() {
+            None => conn.identify(ctx, &text),
+            Some(me) => conn.payload(ctx, me, text),
         }
     }
-}
 
-impl StreamHandler<Result<ws::Message, ProtocolError>> for ConciergeClient {
-    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
-        let Some(inbound) = self.core.receive(item, ctx) else {
-            return;
-        };
-        let started = Instant::now();
-        let me = match &self.stage {
-            Stage::Identified(me) => Some(Arc::clone(me)),
-            Stage::Unidentified | Stage::Joining(_) => None,
-        };
-        match (inbound, me) {
-            (Inbound::Text(text), None) => self.identify(ctx, &text),
-            (Inbound::Text(text), Some(me)) => self.payload(ctx, me, text),
-            (Inbound::Binary(_), None) => {
-                self.close(ctx, close::FATAL_DECODE, "IDENTIFY must be a text frame")
-            }
-            (Inbound::Binary(_), Some(_)) => {
-                let refusal = PayloadOut::ErrorProtocol {
-                    desc: "binary frames are not part of this protocol",
-                };
-                self.answer(ctx, refusal.encode(None));
-            }
-            (Inbound::RateLimited { .. }, None) => {
-                self.core.close(ctx, &Disconnect::rate_limited())
-            }
-            (Inbound::RateLimited { text }, Some(_)) => {
-                let seq = text.then(|| self.take_seq());
-                let refusal = PayloadOut::ErrorProtocol {
-                    desc: "rate limit exceeded",
-                };
-                self.answer(ctx, refusal.encode(seq));
-                self.core.close_if_abusive(ctx);
-            }
+    fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _: Bytes) {
+        if !conn.state.is_identified() {
+            return conn.close(ctx, close::FATAL_DECODE, "IDENTIFY must be a text frame");
         }
-        self.core.observe_handling(started);
+        let refusal = PayloadOut::ErrorProtocol {
+            desc: "binary frames are not part of this protocol",
+        };
+        conn.answer(ctx, refusal.encode(None));
+    }
+
+    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, text: bool) {
+        if !conn.state.is_identified() {
+            return conn.core.close(ctx, &Disconnect::rate_limited());
+        }
+        let seq = text.then(|| conn.state.take_seq());
+        let refusal = PayloadOut::ErrorProtocol {
+            desc: "rate limit exceeded",
+        };
+        conn.answer(ctx, refusal.encode(seq));
+    }
+
+    fn terminate(conn: &mut Connection<Self>) {
+        match &conn.state.stage {
+            Stage::Joining(uuid) => conn.state.directory.do_send(Leave(*uuid)),
+            Stage::Identified(me) => conn.state.directory.do_send(Leave(me.uuid)),
+            Stage::Unidentified => {}
+        }
     }
 }

@@ -1,13 +1,15 @@
-//! The concierge's part of the registry: who is identified under which name
-//! and key, which services exist, who owns and who subscribes to them.
+//! The concierge's directory: who is identified under which name and key,
+//! which services exist, who owns and who subscribes to them.
 //!
-//! Every change goes through here, in one actor, so names are claimed
-//! atomically and every fetch sees one consistent state; the service actors
-//! and the lobby only deliver. The registry is the directory only: a client's
-//! MESSAGEs to a service go straight to the service's actor, whose address
-//! the client gets here once (when it creates or subscribes to the service,
-//! or by [`FindService`]). Announcements are encoded here once and
-//! handed to the lobby or the service that fans them out.
+//! Every change goes through here, in one actor of its own (supervised, on
+//! the arbiter pool, beside the registry rather than inside it, so concierge
+//! requests never queue behind other protocols' directory work), so names are
+//! claimed atomically and every fetch sees one consistent state; the service
+//! actors and the lobby only deliver. A client's MESSAGEs to a service go
+//! straight to the service's actor, whose address the client gets here once
+//! (when it creates or subscribes to the service, or by [`FindService`]).
+//! Announcements are encoded here once and handed to the lobby or the
+//! service that fans them out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -22,11 +24,11 @@ use super::wire::{ClientInfo, PayloadOut, ServiceInfo};
 use super::FsKeyMode;
 use crate::connection::{Frames, MemberHandle};
 use crate::lobby::{Announce, JoinLobby, LeaveLobby, Lobby};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::pool::ArbiterPool;
-use crate::registry::Registry;
 
-/// The concierge's directory, held by the registry.
+/// The concierge's directory actor. Runs supervised; its state survives a
+/// restart.
 pub struct ConciergeDirectory {
     clients: HashMap<Uuid, ClientEntry>,
     /// Names of identified clients, in name order (CLIENT_FETCH_ALL lists them so).
@@ -44,6 +46,7 @@ pub struct ConciergeDirectory {
     max_services: usize,
     files_dir: PathBuf,
     fs_key: FsKeyMode,
+    _alive: ActorGauge,
 }
 
 struct ClientEntry {
@@ -93,6 +96,7 @@ impl ConciergeDirectory {
             pool,
             evict_after,
             files_dir,
+            _alive: ActorGauge::new(ActorKind::ConciergeDirectory),
         }
     }
 
@@ -165,6 +169,17 @@ impl ConciergeDirectory {
     }
 }
 
+impl Actor for ConciergeDirectory {
+    type Context = Context<Self>;
+}
+
+impl Supervised for ConciergeDirectory {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        log::warn!("concierge directory restarting");
+        metrics().actor_restarted(ActorKind::ConciergeDirectory);
+    }
+}
+
 /// The name is taken (close 4005).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("name taken")]
@@ -184,19 +199,18 @@ pub struct Identify {
     pub fs_key: Option<String>,
 }
 
-impl Handler<Identify> for Registry {
+impl Handler<Identify> for ConciergeDirectory {
     type Result = Result<(), NameTaken>;
     fn handle(&mut self, msg: Identify, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.concierge;
         let name = &msg.info.name;
-        if dir.names.contains_key(name) || dir.leaving.contains(name) {
+        if self.names.contains_key(name) || self.leaving.contains(name) {
             return Err(NameTaken);
         }
-        dir.names.insert(name.clone(), msg.info.uuid);
+        self.names.insert(name.clone(), msg.info.uuid);
         if let Some(key) = &msg.fs_key {
-            dir.file_keys.insert(key.clone(), msg.info.uuid);
+            self.file_keys.insert(key.clone(), msg.info.uuid);
         }
-        dir.clients.insert(
+        self.clients.insert(
             msg.info.uuid,
             ClientEntry {
                 welcomed: false,
@@ -217,17 +231,16 @@ impl Handler<Identify> for Registry {
 #[rtype(result = "()")]
 pub struct Welcome(pub Uuid);
 
-impl Handler<Welcome> for Registry {
+impl Handler<Welcome> for ConciergeDirectory {
     type Result = ();
     fn handle(&mut self, Welcome(uuid): Welcome, _: &mut Self::Context) {
-        let dir = &mut self.concierge;
-        let Some(entry) = dir.clients.get_mut(&uuid) else {
+        let Some(entry) = self.clients.get_mut(&uuid) else {
             return;
         };
         entry.welcomed = true;
         let (info, member) = (Arc::clone(&entry.info), entry.member.clone());
-        dir.announce(PayloadOut::ClientJoined { client: &info });
-        dir.lobby.do_send(JoinLobby(member));
+        self.announce(PayloadOut::ClientJoined { client: &info });
+        self.lobby.do_send(JoinLobby(member));
         metrics().concierge.clients.inc();
     }
 }
@@ -241,28 +254,27 @@ impl Handler<Welcome> for Registry {
 #[rtype(result = "()")]
 pub struct Leave(pub Uuid);
 
-impl Handler<Leave> for Registry {
+impl Handler<Leave> for ConciergeDirectory {
     type Result = ();
     fn handle(&mut self, Leave(uuid): Leave, ctx: &mut Self::Context) {
-        let dir = &mut self.concierge;
-        let Some(entry) = dir.clients.remove(&uuid) else {
+        let Some(entry) = self.clients.remove(&uuid) else {
             return;
         };
         let name = entry.info.name.clone();
-        dir.names.remove(&name);
+        self.names.remove(&name);
         if let Some(key) = &entry.fs_key {
-            dir.file_keys.remove(key);
+            self.file_keys.remove(key);
         }
-        dir.leaving.insert(name.clone());
+        self.leaving.insert(name.clone());
         if entry.welcomed {
             metrics().concierge.clients.dec();
-            dir.lobby.do_send(LeaveLobby(entry.member.id));
+            self.lobby.do_send(LeaveLobby(entry.member.id));
         }
 
         let deleted: Vec<_> = entry
             .owned
             .iter()
-            .filter_map(|service| dir.remove_service(service))
+            .filter_map(|service| self.remove_service(service))
             .map(|service| {
                 PayloadOut::ServiceDeleteResult { service: &service }
                     .encode(None)
@@ -271,7 +283,7 @@ impl Handler<Leave> for Registry {
             .collect();
         let mut unsubscribed = Vec::new();
         for service in &entry.subscriptions {
-            let Some(s) = dir.services.get_mut(service) else {
+            let Some(s) = self.services.get_mut(service) else {
                 continue;
             };
             s.info.subscribers.retain(|u| *u != uuid);
@@ -295,8 +307,8 @@ impl Handler<Leave> for Registry {
                 .into(),
             )
         });
-        let lobby = dir.lobby.clone();
-        let files_dir = dir.files_dir.clone();
+        let lobby = self.lobby.clone();
+        let files_dir = self.files_dir.clone();
         // Each step is sent only once the one before is queued everywhere
         // (`send` enqueues at once, so the messages are created in order).
         // The folder is taken away before the name is released, and the name
@@ -317,8 +329,7 @@ impl Handler<Leave> for Registry {
                 log::error!("could not remove the files of {}: {e}", entry.info.name);
             }
         };
-        ctx.spawn(departure.into_actor(self).map(move |(), registry, _| {
-            let dir = &mut registry.concierge;
+        ctx.spawn(departure.into_actor(self).map(move |(), dir, _| {
             dir.leaving.remove(&name);
             if let Some(left) = left {
                 dir.lobby.do_send(Announce(left));
@@ -351,18 +362,17 @@ pub struct CreateService {
     pub nickname: Option<String>,
 }
 
-impl Handler<CreateService> for Registry {
+impl Handler<CreateService> for ConciergeDirectory {
     type Result = ResponseFuture<Option<Creation>>;
     fn handle(&mut self, msg: CreateService, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.concierge;
-        if let Some(existing) = dir.services.get(&msg.name) {
+        if let Some(existing) = self.services.get(&msg.name) {
             let exists = Some(Creation::Exists(existing.info.clone()));
             return Box::pin(std::future::ready(exists));
         }
-        let Some(owner) = dir.clients.get_mut(&msg.owner) else {
+        let Some(owner) = self.clients.get_mut(&msg.owner) else {
             return Box::pin(std::future::ready(None));
         };
-        if owner.holds() >= dir.max_services {
+        if owner.holds() >= self.max_services {
             return Box::pin(std::future::ready(Some(Creation::TooMany)));
         }
         let info = ServiceInfo {
@@ -371,13 +381,13 @@ impl Handler<CreateService> for Registry {
             owner_uuid: msg.owner,
             subscribers: Vec::new(),
         };
-        let (header, member, evict_after) = (info.clone(), owner.member.clone(), dir.evict_after);
-        let addr = Supervisor::start_in_arbiter(&dir.pool.next(), move |_| {
+        let (header, member, evict_after) = (info.clone(), owner.member.clone(), self.evict_after);
+        let addr = Supervisor::start_in_arbiter(&self.pool.next(), move |_| {
             Service::new(header, member, evict_after)
         });
         let weak = addr.downgrade();
         owner.owned.insert(info.name.clone());
-        dir.services.insert(
+        self.services.insert(
             info.name.clone(),
             ServiceEntry {
                 info: info.clone(),
@@ -389,7 +399,7 @@ impl Handler<CreateService> for Registry {
             successful: true,
             service: &info,
         };
-        dir.announce_then(created, Some(Creation::Created(info.clone(), weak)))
+        self.announce_then(created, Some(Creation::Created(info.clone(), weak)))
     }
 }
 
@@ -414,14 +424,13 @@ pub struct DeleteService {
     pub name: String,
 }
 
-impl Handler<DeleteService> for Registry {
+impl Handler<DeleteService> for ConciergeDirectory {
     type Result = ResponseFuture<Result<ServiceInfo, DeleteRefused>>;
     fn handle(&mut self, msg: DeleteService, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.concierge;
-        match dir.delete_service(msg.requester, &msg.name) {
+        match self.delete_service(msg.requester, &msg.name) {
             Ok(info) => {
                 let deleted = PayloadOut::ServiceDeleteResult { service: &info };
-                dir.announce_then(deleted, Ok(info.clone()))
+                self.announce_then(deleted, Ok(info.clone()))
             }
             Err(refused) => Box::pin(std::future::ready(Err(refused))),
         }
@@ -462,21 +471,20 @@ pub struct Subscription {
     pub subscribe: bool,
 }
 
-impl Handler<Subscription> for Registry {
+impl Handler<Subscription> for ConciergeDirectory {
     type Result = Result<SubscriptionChange, SubscriptionRefused>;
     fn handle(&mut self, msg: Subscription, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.concierge;
-        let service = dir
+        let service = self
             .services
             .get_mut(&msg.service)
             .ok_or(SubscriptionRefused::NoSuchService)?;
-        let client = dir
+        let client = self
             .clients
             .get_mut(&msg.uuid)
             .ok_or(SubscriptionRefused::NoSuchService)?;
         let adds_one =
             !client.subscriptions.contains(&msg.service) && !client.owned.contains(&msg.service);
-        if msg.subscribe && adds_one && client.holds() >= dir.max_services {
+        if msg.subscribe && adds_one && client.holds() >= self.max_services {
             return Err(SubscriptionRefused::TooMany);
         }
         let changed = if msg.subscribe {
@@ -525,12 +533,11 @@ impl Handler<Subscription> for Registry {
 #[rtype(result = "Option<(ClientInfo, Vec<ServiceInfo>)>")]
 pub struct FetchClient(pub Uuid);
 
-impl Handler<FetchClient> for Registry {
+impl Handler<FetchClient> for ConciergeDirectory {
     type Result = Option<(ClientInfo, Vec<ServiceInfo>)>;
     fn handle(&mut self, FetchClient(uuid): FetchClient, _: &mut Self::Context) -> Self::Result {
-        let dir = &self.concierge;
-        let entry = dir.welcomed(&uuid)?;
-        Some((ClientInfo::clone(&entry.info), dir.subscriptions_of(entry)))
+        let entry = self.welcomed(&uuid)?;
+        Some((ClientInfo::clone(&entry.info), self.subscriptions_of(entry)))
     }
 }
 
@@ -539,13 +546,12 @@ impl Handler<FetchClient> for Registry {
 #[rtype(result = "Vec<ClientInfo>")]
 pub struct FetchClients;
 
-impl Handler<FetchClients> for Registry {
+impl Handler<FetchClients> for ConciergeDirectory {
     type Result = Vec<ClientInfo>;
     fn handle(&mut self, _: FetchClients, _: &mut Self::Context) -> Self::Result {
-        let dir = &self.concierge;
-        dir.names
+        self.names
             .values()
-            .filter_map(|uuid| dir.welcomed(uuid))
+            .filter_map(|uuid| self.welcomed(uuid))
             .map(|entry| ClientInfo::clone(&entry.info))
             .collect()
     }
@@ -556,10 +562,10 @@ impl Handler<FetchClients> for Registry {
 #[rtype(result = "Option<ServiceInfo>")]
 pub struct FetchService(pub String);
 
-impl Handler<FetchService> for Registry {
+impl Handler<FetchService> for ConciergeDirectory {
     type Result = Option<ServiceInfo>;
     fn handle(&mut self, FetchService(name): FetchService, _: &mut Self::Context) -> Self::Result {
-        self.concierge.services.get(&name).map(|s| s.info.clone())
+        self.services.get(&name).map(|s| s.info.clone())
     }
 }
 
@@ -568,14 +574,10 @@ impl Handler<FetchService> for Registry {
 #[rtype(result = "Vec<ServiceInfo>")]
 pub struct FetchServices;
 
-impl Handler<FetchServices> for Registry {
+impl Handler<FetchServices> for ConciergeDirectory {
     type Result = Vec<ServiceInfo>;
     fn handle(&mut self, _: FetchServices, _: &mut Self::Context) -> Self::Result {
-        self.concierge
-            .services
-            .values()
-            .map(|s| s.info.clone())
-            .collect()
+        self.services.values().map(|s| s.info.clone()).collect()
     }
 }
 
@@ -592,15 +594,14 @@ pub enum ClientRef {
 #[rtype(result = "Option<MemberHandle>")]
 pub struct FindClient(pub ClientRef);
 
-impl Handler<FindClient> for Registry {
+impl Handler<FindClient> for ConciergeDirectory {
     type Result = Option<MemberHandle>;
     fn handle(&mut self, FindClient(target): FindClient, _: &mut Self::Context) -> Self::Result {
-        let dir = &self.concierge;
         let uuid = match target {
-            ClientRef::Name(name) => *dir.names.get(&name)?,
+            ClientRef::Name(name) => *self.names.get(&name)?,
             ClientRef::Uuid(uuid) => uuid,
         };
-        dir.welcomed(&uuid).map(|c| c.member.clone())
+        self.welcomed(&uuid).map(|c| c.member.clone())
     }
 }
 
@@ -610,10 +611,10 @@ impl Handler<FindClient> for Registry {
 #[rtype(result = "Option<Addr<Service>>")]
 pub struct FindService(pub String);
 
-impl Handler<FindService> for Registry {
+impl Handler<FindService> for ConciergeDirectory {
     type Result = Option<Addr<Service>>;
     fn handle(&mut self, FindService(name): FindService, _: &mut Self::Context) -> Self::Result {
-        self.concierge.services.get(&name).map(|s| s.addr.clone())
+        self.services.get(&name).map(|s| s.addr.clone())
     }
 }
 
@@ -624,14 +625,13 @@ impl Handler<FindService> for Registry {
 #[rtype(result = "Option<String>")]
 pub struct FileKeyOwner(pub String);
 
-impl Handler<FileKeyOwner> for Registry {
+impl Handler<FileKeyOwner> for ConciergeDirectory {
     type Result = Option<String>;
     fn handle(&mut self, FileKeyOwner(key): FileKeyOwner, _: &mut Self::Context) -> Self::Result {
-        let dir = &self.concierge;
-        let uuid = match dir.fs_key {
+        let uuid = match self.fs_key {
             FsKeyMode::Uuid => Uuid::parse_str(&key).ok()?,
-            FsKeyMode::Secret => *dir.file_keys.get(&key)?,
+            FsKeyMode::Secret => *self.file_keys.get(&key)?,
         };
-        dir.welcomed(&uuid).map(|c| c.info.name.clone())
+        self.welcomed(&uuid).map(|c| c.info.name.clone())
     }
 }

@@ -2,21 +2,22 @@
 //! create services, subscribe, send targeted messages and share files.
 //!
 //! - [`wire`]: the exact JSON payloads, pure.
-//! - [`ConciergeClient`]: the connection actor of one client; identification,
-//!   `seq` numbering, and every payload's reply, in order even while its
-//!   MESSAGEs to a service are pipelined.
+//! - [`ConciergeClient`]: the concierge's state of one client's connection
+//!   (run by the shared [`Connection`](crate::connection::Connection)
+//!   actor); identification, `seq` numbering, and every payload's reply, in
+//!   order even while its MESSAGEs to a service are pipelined.
 //! - [`Service`]: one actor per service; owner and subscribers, and the
 //!   relay of MESSAGEs through the service, encoded once. Clients send
 //!   their MESSAGEs straight to it.
 //! - a [`Lobby`](crate::lobby::Lobby): the fan-out to every identified
 //!   client (`ALL`, joins, leaves, service creation and deletion).
-//! - the concierge part of the [`Registry`](crate::registry::Registry)
-//!   (`directory`): names, keys, services and subscriptions, the single
+//! - [`ConciergeDirectory`]: an actor of its own, supervised beside the
+//!   registry: names, keys, services and subscriptions, the single
 //!   authority that every fetch reads and every change goes through; it
 //!   hands out service actors but relays no MESSAGE.
 //!
 //! The file server (`/fs/...`) is HTTP and lives in the server crate; it asks
-//! the registry who owns a key ([`FileKeyOwner`]). A client's folder is
+//! the directory who owns a key ([`FileKeyOwner`]). A client's folder is
 //! removed here, when the client leaves.
 
 mod client;

@@ -1,9 +1,9 @@
 //! The Service actor: one concierge service, its owner and its subscribers.
 //!
-//! The registry decides who is subscribed (it is the authority every fetch
+//! The directory decides who is subscribed (it is the authority every fetch
 //! reads) and tells the service, which keeps the delivery side: the owner's
 //! and the subscribers' handles. A MESSAGE through the service comes straight
-//! from the sender's connection (a [`Relay`], never through the registry), is
+//! from the sender's connection (a [`Relay`], never through the directory), is
 //! encoded once here with the service as its origin, and goes out through the
 //! fan-out helper; its outcome goes back to the sender on its own channel.
 
@@ -80,7 +80,7 @@ pub struct AddSubscriber {
     pub uuid: Uuid,
     /// Its connection.
     pub member: MemberHandle,
-    /// The announcement, encoded by the registry.
+    /// The announcement, encoded by the directory.
     pub announce: Frames,
 }
 
@@ -96,13 +96,13 @@ impl Handler<AddSubscriber> for Service {
 
 /// A client unsubscribed or left: remove it, then send `announce`
 /// (SERVICE_CLIENT_UNSUBSCRIBED) to the remaining subscribers. Answers once
-/// those are queued, so the registry can order what it announces next.
+/// those are queued, so the directory can order what it announces next.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RemoveSubscriber {
     /// The subscriber's uuid.
     pub uuid: Uuid,
-    /// The announcement, encoded by the registry.
+    /// The announcement, encoded by the directory.
     pub announce: Frames,
 }
 
@@ -168,7 +168,7 @@ pub enum RelayOutcome {
     Deleted(ClientMessage),
 }
 
-/// A client's MESSAGE sent straight from its connection (the registry is
+/// A client's MESSAGE sent straight from its connection (the directory is
 /// not asked). It is sent with `do_send`, which enqueues at once even when
 /// the mailbox is full, so one client's messages reach the service in the
 /// order it sent them; the outcome comes back on `outcome`, so the client

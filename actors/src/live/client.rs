@@ -1,4 +1,5 @@
-//! The LiveClient: the connection actor of one authenticated live user.
+//! The LiveClient: the live protocol's state of one authenticated user's
+//! connection.
 //!
 //! Its identity comes from the JWT checked at the upgrade. On start it
 //! records the user, loads its friends and reports to [`Presence`] (which
@@ -7,10 +8,10 @@
 //! graph is read and changed on the store thread, never here.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
+use actix_web::web::Bytes;
+use bytestring::ByteString;
 
 use super::presence::{Arrive, Depart, Notify, NowPlaying, OnlineCount, Presence, Statuses};
 use super::store::{
@@ -18,12 +19,13 @@ use super::store::{
 };
 use super::wire::{Friend, Reply, Request, RequestKind};
 use super::{FriendError, LiveUser, SentRequest};
-use crate::connection::{ConnectionCore, Frames, Inbound, WsConnection};
+use crate::connection::{Connection, ConnectionContext, Disconnect, Frames, Hooks};
+use crate::metrics::metrics;
 use crate::store::{StoreError, StoreHandle};
+use crate::Protocol;
 
 /// One connection of a live user.
 pub struct LiveClient {
-    core: ConnectionCore,
     me: Arc<LiveUser>,
     store: StoreHandle,
     presence: Addr<Presence>,
@@ -58,22 +60,27 @@ async fn friend_ids(store: &StoreHandle, user: &str) -> Result<Vec<String>, Fail
 
 impl LiveClient {
     /// A connection of the authenticated `me`.
-    pub fn new(
-        core: ConnectionCore,
-        me: LiveUser,
-        store: StoreHandle,
-        presence: Addr<Presence>,
-    ) -> Self {
-        core.identify(&me.id);
+    pub fn new(me: LiveUser, store: StoreHandle, presence: Addr<Presence>) -> Self {
         LiveClient {
-            core,
             me: Arc::new(me),
             store,
             presence,
         }
     }
 
-    fn reply(&mut self, ctx: &mut WebsocketContext<Self>, reply: Reply<'_>, id: Option<&str>) {
+    /// Clones of what a request's work needs off the connection.
+    fn parts(&self) -> (Arc<LiveUser>, StoreHandle, Addr<Presence>) {
+        (self.me.clone(), self.store.clone(), self.presence.clone())
+    }
+}
+
+impl Connection<LiveClient> {
+    fn reply(
+        &mut self,
+        ctx: &mut ConnectionContext<LiveClient>,
+        reply: Reply<'_>,
+        id: Option<&str>,
+    ) {
         let frame = reply.encode(id);
         self.core.write(ctx, Frames::One(frame.into()));
     }
@@ -81,7 +88,7 @@ impl LiveClient {
     /// Runs `work` (store and presence round trips) and writes the frame it
     /// makes, if any, or the failure as `error`; the actor handles nothing
     /// else meanwhile, so replies keep the order of the requests.
-    fn answer<F>(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>, work: F)
+    fn answer<F>(&mut self, ctx: &mut ConnectionContext<LiveClient>, id: Option<String>, work: F)
     where
         F: std::future::Future<Output = Result<Option<String>, Failure>> + 'static,
     {
@@ -91,7 +98,7 @@ impl LiveClient {
                 Ok(None) => return,
                 Err(failure) => {
                     if let Failure::Internal(detail) = &failure {
-                        log::error!("live request of {} failed: {detail}", act.me.id);
+                        log::error!("live request of {} failed: {detail}", act.state.me.id);
                     }
                     Reply::Error(&failure.to_string()).encode(id.as_deref())
                 }
@@ -104,7 +111,7 @@ impl LiveClient {
     /// answers `error` when it is missing.
     fn required(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<LiveClient>,
         message: Option<String>,
         what: &str,
         id: Option<&str>,
@@ -116,10 +123,13 @@ impl LiveClient {
         message
     }
 
-    fn request(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
+    fn request(&mut self, ctx: &mut ConnectionContext<LiveClient>, text: &str) {
         let request = match Request::decode(text) {
             Ok(request) => request,
-            Err(bad) => return self.reply(ctx, Reply::Error(&bad.reason), bad.id.as_deref()),
+            Err(bad) => {
+                metrics().protocol_error(Protocol::Live, bad.kind);
+                return self.reply(ctx, Reply::Error(&bad.reason), bad.id.as_deref());
+            }
         };
         let Request { kind, message, id } = request;
         match kind {
@@ -136,8 +146,8 @@ impl LiveClient {
     }
 
     /// `get`: how many users are online.
-    fn online_count(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>) {
-        let (presence, reply_id) = (self.presence.clone(), id.clone());
+    fn online_count(&mut self, ctx: &mut ConnectionContext<LiveClient>, id: Option<String>) {
+        let (presence, reply_id) = (self.state.presence.clone(), id.clone());
         self.answer(ctx, id, async move {
             let count = presence.send(OnlineCount).await?;
             Ok(Some(Reply::Count(count).encode(reply_id.as_deref())))
@@ -148,14 +158,14 @@ impl LiveClient {
     /// reply unless it failed.
     fn now_playing(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<LiveClient>,
         message: Option<String>,
         id: Option<String>,
     ) {
         let Some(game) = self.required(ctx, message, "the game", id.as_deref()) else {
             return;
         };
-        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        let (me, store, presence) = self.state.parts();
         self.answer(ctx, id, async move {
             let friends = friend_ids(&store, &me.id).await?;
             presence.do_send(NowPlaying {
@@ -172,14 +182,14 @@ impl LiveClient {
     /// or a friendship if the target had asked first; the target is told.
     fn send_friend_request(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<LiveClient>,
         message: Option<String>,
         id: Option<String>,
     ) {
         let Some(username) = self.required(ctx, message, "a username", id.as_deref()) else {
             return;
         };
-        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        let (me, store, presence) = self.state.parts();
         let reply_id = id.clone();
         self.answer(ctx, id, async move {
             let change = ChangeFriends::Request {
@@ -203,7 +213,7 @@ impl LiveClient {
     /// the other user's id); an accepted requester is told.
     fn change_friendship(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<LiveClient>,
         kind: RequestKind,
         message: Option<String>,
         id: Option<String>,
@@ -211,7 +221,7 @@ impl LiveClient {
         let Some(other) = self.required(ctx, message, "a user id", id.as_deref()) else {
             return;
         };
-        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+        let (me, store, presence) = self.state.parts();
         let change = match kind {
             RequestKind::RemoveFriend => ChangeFriends::Remove {
                 me: me.id.clone(),
@@ -234,8 +244,8 @@ impl LiveClient {
     }
 
     /// `get friend requests`: the incoming pending ones.
-    fn friend_requests(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>) {
-        let (me, store, reply_id) = (self.me.clone(), self.store.clone(), id.clone());
+    fn friend_requests(&mut self, ctx: &mut ConnectionContext<LiveClient>, id: Option<String>) {
+        let (me, store, reply_id) = (self.state.me.clone(), self.state.store.clone(), id.clone());
         self.answer(ctx, id, async move {
             let requests = store.send(IncomingFriendRequests(me.id.clone())).await??;
             Ok(Some(
@@ -245,8 +255,8 @@ impl LiveClient {
     }
 
     /// `get friends`: each with whether it is online and what it plays.
-    fn friends(&mut self, ctx: &mut WebsocketContext<Self>, id: Option<String>) {
-        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
+    fn friends(&mut self, ctx: &mut ConnectionContext<LiveClient>, id: Option<String>) {
+        let (me, store, presence) = self.state.parts();
         let reply_id = id.clone();
         self.answer(ctx, id, async move {
             let friends = store.send(LiveFriends(me.id.clone())).await??;
@@ -267,21 +277,13 @@ impl LiveClient {
     }
 }
 
-impl WsConnection for LiveClient {
-    fn core(&mut self) -> &mut ConnectionCore {
-        &mut self.core
-    }
-}
-
-crate::connection_handlers!(LiveClient);
-
-impl Actor for LiveClient {
-    type Context = WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.core.started(ctx);
-        let (me, store, presence) = (self.me.clone(), self.store.clone(), self.presence.clone());
-        let member = self.core.handle(ctx);
+impl Hooks for LiveClient {
+    /// Records the user, loads its friends and reports to presence; the
+    /// connection handles nothing else meanwhile. A failure closes it.
+    fn join(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>) {
+        conn.core.identify(&conn.state.me.id);
+        let (me, store, presence) = conn.state.parts();
+        let member = conn.core.handle(ctx);
         let arrive = async move {
             store
                 .send(LiveUserSeen {
@@ -300,38 +302,37 @@ impl Actor for LiveClient {
                 .await?;
             Ok::<_, Failure>(())
         };
-        ctx.wait(arrive.into_actor(self).map(|arrived, act, ctx| {
+        ctx.wait(arrive.into_actor(conn).map(|arrived, act, ctx| {
             if let Err(failure) = arrived {
-                log::error!("live user {} could not come online: {failure:?}", act.me.id);
-                act.core
-                    .close(ctx, &crate::connection::Disconnect::internal_error());
+                log::error!(
+                    "live user {} could not come online: {failure:?}",
+                    act.state.me.id
+                );
+                act.core.close(ctx, &Disconnect::internal_error());
             }
         }));
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.core.stopped();
-        self.presence.do_send(Depart {
-            user_id: self.me.id.clone(),
-            conn: self.core.id(),
-        });
+    fn handle_text(
+        conn: &mut Connection<Self>,
+        ctx: &mut ConnectionContext<Self>,
+        text: ByteString,
+    ) {
+        conn.request(ctx, &text);
     }
-}
 
-impl StreamHandler<Result<ws::Message, ProtocolError>> for LiveClient {
-    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
-        let Some(inbound) = self.core.receive(item, ctx) else {
-            return;
-        };
-        let started = Instant::now();
-        match inbound {
-            Inbound::Text(text) => self.request(ctx, &text),
-            Inbound::Binary(_) => self.reply(ctx, Reply::Error("invalid JSON"), None),
-            Inbound::RateLimited { .. } => {
-                self.reply(ctx, Reply::Error("rate limit exceeded"), None);
-                self.core.close_if_abusive(ctx);
-            }
-        }
-        self.core.observe_handling(started);
+    fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _: Bytes) {
+        conn.reply(ctx, Reply::Error("invalid JSON"), None);
+    }
+
+    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _text: bool) {
+        conn.reply(ctx, Reply::Error("rate limit exceeded"), None);
+    }
+
+    fn terminate(conn: &mut Connection<Self>) {
+        conn.state.presence.do_send(Depart {
+            user_id: conn.state.me.id.clone(),
+            conn: conn.core.id(),
+        });
     }
 }

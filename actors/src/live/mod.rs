@@ -2,8 +2,9 @@
 //! friends is online and what they play, and the friend-request flow.
 //!
 //! - [`wire`]: the exact JSON frames, pure.
-//! - [`LiveClient`]: the connection actor of one authenticated user (the
-//!   JWT is checked at the upgrade, see [`crate::auth`]).
+//! - [`LiveClient`]: one authenticated user's state in its
+//!   [`Connection`](crate::connection::Connection) (the JWT is checked at
+//!   the upgrade, see [`crate::auth`]).
 //! - [`Presence`]: one actor that knows who is online on which connections
 //!   and what they play; it delivers the popups, encoded once.
 //! - the friend graph (users, friendships, requests) lives in the store and
@@ -15,7 +16,7 @@ pub mod store;
 pub mod wire;
 
 pub use client::LiveClient;
-pub use presence::{OnlineCount, Presence};
+pub use presence::{OnlineCount, OnlineUser, OnlineUsers, Presence};
 
 /// A user as the JWT names it.
 #[derive(Debug, Clone, PartialEq, Eq)]

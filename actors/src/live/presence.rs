@@ -25,6 +25,8 @@ pub struct Presence {
 struct Online {
     connections: FanOut,
     playing: Option<String>,
+    /// The username of its latest connection (the console's live tab).
+    name: String,
 }
 
 impl Presence {
@@ -88,7 +90,9 @@ impl Handler<Arrive> for Presence {
         let online = self.online.entry(msg.user_id).or_insert_with(|| Online {
             connections: FanOut::new(Protocol::Live, evict_after),
             playing: None,
+            name: String::new(),
         });
+        online.name.clone_from(&msg.name);
         let first = online.connections.is_empty();
         online.connections.join(msg.member);
         if first {
@@ -212,5 +216,42 @@ impl Handler<Statuses> for Presence {
                 None => (false, None),
             })
             .collect()
+    }
+}
+
+/// One online user as the operator console's live tab shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OnlineUser {
+    /// The account's id (the token's `sub`).
+    pub user_id: String,
+    /// Its username.
+    pub name: String,
+    /// The game it last said it plays, if any.
+    pub playing: Option<String>,
+    /// Its open live connections.
+    pub connections: usize,
+}
+
+/// Everyone online, by username then id (read-only; the admin API's
+/// `GET /api/admin/live/users`).
+#[derive(Message)]
+#[rtype(result = "Vec<OnlineUser>")]
+pub struct OnlineUsers;
+
+impl Handler<OnlineUsers> for Presence {
+    type Result = MessageResult<OnlineUsers>;
+    fn handle(&mut self, _: OnlineUsers, _: &mut Self::Context) -> Self::Result {
+        let mut users: Vec<OnlineUser> = self
+            .online
+            .iter()
+            .map(|(user_id, online)| OnlineUser {
+                user_id: user_id.clone(),
+                name: online.name.clone(),
+                playing: online.playing.clone(),
+                connections: online.connections.len(),
+            })
+            .collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name).then(a.user_id.cmp(&b.user_id)));
+        MessageResult(users)
     }
 }

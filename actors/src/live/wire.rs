@@ -11,6 +11,7 @@
 //! knows nothing about connections, users or the store, so every frame shape
 //! can be tested byte for byte on its own.
 
+use crate::metrics::ProtocolErrorKind;
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
@@ -102,6 +103,8 @@ pub struct BadRequest {
     pub id: Option<String>,
     /// What is wrong, in words meant for the client's developer.
     pub reason: String,
+    /// What kind of mistake it is, for `switchboard_protocol_errors_total`.
+    pub kind: ProtocolErrorKind,
 }
 
 impl BadRequest {
@@ -109,6 +112,7 @@ impl BadRequest {
         Self {
             id,
             reason: reason.into(),
+            kind: ProtocolErrorKind::Malformed,
         }
     }
 
@@ -140,7 +144,12 @@ impl Request {
         let kind = match fields.get("type") {
             Some(Value::String(name)) => match RequestKind::from_wire(name) {
                 Some(kind) => kind,
-                None => return Err(BadRequest::new(id, format!("unknown type `{name}`"))),
+                None => {
+                    return Err(BadRequest {
+                        kind: ProtocolErrorKind::UnknownType,
+                        ..BadRequest::new(id, format!("unknown type `{name}`"))
+                    })
+                }
             },
             _ => return Err(BadRequest::new(id, "missing type")),
         };
@@ -447,13 +456,17 @@ mod tests {
 
     #[test]
     fn unknown_type_names_it_and_keeps_id() {
+        let unknown = |id, reason| BadRequest {
+            kind: ProtocolErrorKind::UnknownType,
+            ..bad(id, reason)
+        };
         assert_eq!(
             Request::decode(r#"{"type":"nope","id":"7"}"#),
-            Err(bad(Some("7"), "unknown type `nope`"))
+            Err(unknown(Some("7"), "unknown type `nope`"))
         );
         assert_eq!(
             Request::decode(r#"{"type":"PING"}"#),
-            Err(bad(None, "unknown type `PING`"))
+            Err(unknown(None, "unknown type `PING`"))
         );
     }
 

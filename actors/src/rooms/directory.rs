@@ -1,6 +1,7 @@
-//! The rooms part of the registry: every permissioned room, how many rooms
-//! each user created, and the connections of every online user (an invite
-//! goes to all of them).
+//! The rooms directory: every permissioned room, how many rooms each user
+//! created, and the connections of every online user (an invite goes to all
+//! of them). It is its own supervised actor, so looking up, creating and
+//! inviting to rooms never queues behind another protocol's bookkeeping.
 //!
 //! A room exists once the store has committed it: [`CreateRoom`] answers
 //! only after that, and a room the store refused is never started.
@@ -26,13 +27,12 @@ use super::wire::Event;
 use super::{Grant, Refusal, StoredRoom};
 use crate::connection::{ConnId, Frames, MemberHandle};
 use crate::fanout::FanOut;
-use crate::metrics::metrics;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::pool::ArbiterPool;
-use crate::registry::Registry;
 use crate::store::{StoreError, StoreHandle};
 use crate::Protocol;
 
-/// The rooms directory, held by the registry.
+/// The rooms directory. Runs supervised; its state survives a restart.
 pub struct RoomsDirectory {
     rooms: HashMap<Uuid, Addr<Room>>,
     /// Creation order, for listings.
@@ -47,6 +47,7 @@ pub struct RoomsDirectory {
     pool: Arc<ArbiterPool>,
     store: StoreHandle,
     evict_after: u32,
+    _alive: ActorGauge,
 }
 
 /// A new connection whose pending invites are being read from the store.
@@ -82,6 +83,7 @@ impl RoomsDirectory {
             pool,
             store,
             evict_after,
+            _alive: ActorGauge::new(ActorKind::RoomsDirectory),
         };
         for room in stored {
             match Uuid::parse_str(&room.room_id) {
@@ -89,7 +91,7 @@ impl RoomsDirectory {
                     if let Some(creator) = &room.creator {
                         *directory.created.entry(creator.clone()).or_default() += 1;
                     }
-                    directory.start(room, id);
+                    directory.start_room(room, id);
                 }
                 Err(_) => log::error!("stored room id {:?} is not a UUID; skipped", room.room_id),
             }
@@ -97,7 +99,8 @@ impl RoomsDirectory {
         directory
     }
 
-    fn start(&mut self, room: StoredRoom, id: Uuid) {
+    /// Starts the supervised actor of the stored `room` on the pool.
+    fn start_room(&mut self, room: StoredRoom, id: Uuid) {
         let (store, evict_after) = (self.store.clone(), self.evict_after);
         let addr = Supervisor::start_in_arbiter(&self.pool.next(), move |_| {
             Room::new(room, id, evict_after, store)
@@ -159,6 +162,17 @@ impl RoomsDirectory {
     }
 }
 
+impl Actor for RoomsDirectory {
+    type Context = Context<Self>;
+}
+
+impl Supervised for RoomsDirectory {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        log::warn!("rooms directory restarting");
+        metrics().actor_restarted(ActorKind::RoomsDirectory);
+    }
+}
+
 /// Who creates a room over the WebSocket, and the cap on rooms per creator.
 #[derive(Debug, Clone)]
 pub struct Creator {
@@ -184,12 +198,11 @@ pub struct CreateRoom {
     pub creator: Option<Creator>,
 }
 
-impl Handler<CreateRoom> for Registry {
+impl Handler<CreateRoom> for RoomsDirectory {
     type Result = ResponseActFuture<Self, Result<(Uuid, Addr<Room>), Refusal>>;
     fn handle(&mut self, msg: CreateRoom, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.rooms;
         if let Some(Creator { user_id, max_rooms }) = &msg.creator {
-            let made = dir.created.entry(user_id.clone()).or_default();
+            let made = self.created.entry(user_id.clone()).or_default();
             if *made >= *max_rooms {
                 metrics().limit_reached(Protocol::Rooms, "max_rooms_per_creator");
                 return Box::pin(fut::ready(Err(Refusal::TooManyRoomsCreated(*max_rooms))));
@@ -199,7 +212,7 @@ impl Handler<CreateRoom> for Registry {
         }
         let creator = msg.creator.map(|c| c.user_id);
         let id = Uuid::new_v4();
-        let saved = dir.store.send(SaveRoom {
+        let saved = self.store.send(SaveRoom {
             room_id: id.to_string(),
             name: msg.name.clone(),
             closed: msg.closed,
@@ -219,22 +232,23 @@ impl Handler<CreateRoom> for Registry {
                 .collect(),
             pending_invites: Vec::new(),
         };
-        Box::pin(saved.into_actor(self).map(move |saved, registry, _| {
-            let dir = &mut registry.rooms;
-            match saved {
-                Ok(Ok(())) => {
-                    dir.start(stored, id);
-                    Ok((id, dir.rooms[&id].clone()))
-                }
-                failed => {
-                    log::error!("room {id} not created: saving it failed: {failed:?}");
-                    if let Some(user) = &creator {
-                        dir.release(user);
+        Box::pin(
+            saved
+                .into_actor(self)
+                .map(move |saved, directory, _| match saved {
+                    Ok(Ok(())) => {
+                        directory.start_room(stored, id);
+                        Ok((id, directory.rooms[&id].clone()))
                     }
-                    Err(Refusal::RoomNotSaved)
-                }
-            }
-        }))
+                    failed => {
+                        log::error!("room {id} not created: saving it failed: {failed:?}");
+                        if let Some(user) = &creator {
+                            directory.release(user);
+                        }
+                        Err(Refusal::RoomNotSaved)
+                    }
+                }),
+        )
     }
 }
 
@@ -243,10 +257,10 @@ impl Handler<CreateRoom> for Registry {
 #[rtype(result = "Option<Addr<Room>>")]
 pub struct FindRoom(pub Uuid);
 
-impl Handler<FindRoom> for Registry {
+impl Handler<FindRoom> for RoomsDirectory {
     type Result = Option<Addr<Room>>;
     fn handle(&mut self, FindRoom(id): FindRoom, _: &mut Self::Context) -> Self::Result {
-        self.rooms.rooms.get(&id).cloned()
+        self.rooms.get(&id).cloned()
     }
 }
 
@@ -255,11 +269,10 @@ impl Handler<FindRoom> for Registry {
 #[rtype(result = "Vec<Addr<Room>>")]
 pub struct AllRooms;
 
-impl Handler<AllRooms> for Registry {
+impl Handler<AllRooms> for RoomsDirectory {
     type Result = Vec<Addr<Room>>;
     fn handle(&mut self, _: AllRooms, _: &mut Self::Context) -> Self::Result {
-        let dir = &self.rooms;
-        dir.order.iter().map(|id| dir.rooms[id].clone()).collect()
+        self.order.iter().map(|id| self.rooms[id].clone()).collect()
     }
 }
 
@@ -274,20 +287,19 @@ pub struct UserOnline {
     pub member: MemberHandle,
 }
 
-impl Handler<UserOnline> for Registry {
+impl Handler<UserOnline> for RoomsDirectory {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, msg: UserOnline, _: &mut Self::Context) -> Self::Result {
-        let dir = &mut self.rooms;
-        dir.connecting.insert(
+        self.connecting.insert(
             msg.member.id,
             Connecting {
                 user: msg.user.clone(),
                 held: Vec::new(),
             },
         );
-        let read = dir.store.send(PendingInvites(msg.user.clone()));
-        Box::pin(read.into_actor(self).map(move |read, registry, _| {
-            registry.rooms.online_now(msg.user, msg.member, read);
+        let read = self.store.send(PendingInvites(msg.user.clone()));
+        Box::pin(read.into_actor(self).map(move |read, directory, _| {
+            directory.online_now(msg.user, msg.member, read);
         }))
     }
 }
@@ -302,15 +314,14 @@ pub struct UserOffline {
     pub conn: ConnId,
 }
 
-impl Handler<UserOffline> for Registry {
+impl Handler<UserOffline> for RoomsDirectory {
     type Result = ();
     fn handle(&mut self, msg: UserOffline, _: &mut Self::Context) {
-        let dir = &mut self.rooms;
-        dir.connecting.remove(&msg.conn);
-        if let Some(connections) = dir.online.get_mut(&msg.user) {
+        self.connecting.remove(&msg.conn);
+        if let Some(connections) = self.online.get_mut(&msg.user) {
             connections.leave(msg.conn);
             if connections.is_empty() {
-                dir.online.remove(&msg.user);
+                self.online.remove(&msg.user);
             }
         }
     }
@@ -329,18 +340,17 @@ pub struct DeliverInvite {
     pub inviter: String,
 }
 
-impl Handler<DeliverInvite> for Registry {
+impl Handler<DeliverInvite> for RoomsDirectory {
     type Result = ();
     fn handle(&mut self, msg: DeliverInvite, _: &mut Self::Context) {
-        let dir = &mut self.rooms;
         let frame = invite_frame(&msg.inviter, msg.room_id);
-        if let Some(connections) = dir.online.get_mut(&msg.user) {
+        if let Some(connections) = self.online.get_mut(&msg.user) {
             connections.broadcast(&frame);
             if connections.is_empty() {
-                dir.online.remove(&msg.user);
+                self.online.remove(&msg.user);
             }
         }
-        for connecting in dir.connecting.values_mut() {
+        for connecting in self.connecting.values_mut() {
             if connecting.user == msg.user {
                 connecting
                     .held

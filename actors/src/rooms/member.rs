@@ -1,4 +1,5 @@
-//! The RoomsClient: the connection actor of one authenticated rooms user.
+//! The RoomsClient: the rooms protocol's state and hooks for the connection of
+//! one authenticated rooms user.
 //!
 //! On start it sends `session {key, user_id}`; every keyed command must carry
 //! that key. The server's liveness check is the protocol's own: `ping
@@ -7,42 +8,49 @@
 //!
 //! In-room commands (`message`, `read`, `exit`, `invite`, `kick`) go straight
 //! to the room's address when the connection is in that room, without the
-//! registry, and without waiting for the room: they are queued in the room's
+//! directory, and without waiting for the room: they are queued in the room's
 //! mailbox in the order they came and the connection goes on reading. Success
 //! shows as the room's own broadcast; a refusal is queued by the room to this
 //! connection's outbox, so both keep the room's order. A command to another
 //! room than the outstanding ones, and a reply of the connection's own
 //! (`pong`, bad input), wait until the outstanding commands are done, so
 //! everything the client gets keeps the order of its commands. A room the
-//! connection is not in is looked up in the registry first, with reading
+//! connection is not in is looked up in the directory first, with reading
 //! paused, which keeps the refusals of before (`unknown room`, `you have not
 //! entered this room`). `create` and `enter` also wait for the outstanding
 //! commands, then handle nothing else until they are done, since they change
 //! the rooms the connection is in.
+//!
+//! It runs as the shared [`Connection`] actor with [`RoomsClient`] as its
+//! protocol state: the connection does the framing, limits and outbox; the
+//! hooks here speak the rooms protocol. Room lookups, creations, invites and
+//! who is online go to the [`RoomsDirectory`] actor, not the registry.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use actix::prelude::*;
-use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
+use actix_web::web::Bytes;
 use bytestring::ByteString;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::directory::{CreateRoom, Creator, DeliverInvite, FindRoom, UserOffline, UserOnline};
+use super::directory::{
+    CreateRoom, Creator, DeliverInvite, FindRoom, RoomsDirectory, UserOffline, UserOnline,
+};
 use super::room::{
     Answer, EnterRoom, ExitRoom, InRoomCommand, Invite, IsMember, Kick, Kicker, MarkRead,
     PostMessage, QueuedCommand, Room,
 };
 use super::wire::{Command, Event};
 use super::{now_ms, Refusal, RoomsSettings};
-use crate::connection::{ConnectionCore, Disconnect, Frames, Inbound, WsConnection};
+use crate::connection::{Connection, ConnectionContext, Disconnect, Frames, Hooks};
+use crate::metrics::metrics;
 use crate::outbox::Outbox;
-use crate::registry::Registry;
+use crate::Protocol;
 
 /// Longest room name.
 const MAX_ROOM_NAME: usize = 100;
@@ -52,12 +60,12 @@ const MAX_ROOM_NAME: usize = 100;
 /// client that sends faster than its rooms handle cannot queue without end.
 const MAX_UNANSWERED: usize = 64;
 
-/// One connection of a rooms user.
+/// What the rooms protocol knows of one connection of a rooms user.
 pub struct RoomsClient {
-    core: ConnectionCore,
     user: Arc<str>,
     key: String,
-    registry: Addr<Registry>,
+    /// Where rooms are looked up and created, and invites delivered.
+    directory: Addr<RoomsDirectory>,
     settings: Arc<RoomsSettings>,
     /// Rooms this connection entered: where its in-room commands go, and
     /// which rooms it leaves when it ends (the rooms are the authority: a
@@ -109,27 +117,31 @@ impl AwaitAnswers {
     }
 }
 
-impl ActorFuture<RoomsClient> for AwaitAnswers {
+impl ActorFuture<Connection<RoomsClient>> for AwaitAnswers {
     type Output = ();
 
     fn poll(
         self: Pin<&mut Self>,
-        client: &mut RoomsClient,
-        ctx: &mut WebsocketContext<RoomsClient>,
+        client: &mut Connection<RoomsClient>,
+        ctx: &mut ConnectionContext<RoomsClient>,
         task: &mut Context<'_>,
     ) -> Poll<()> {
-        while client.unanswered.len() >= self.below.max(1) {
-            let Some(front) = client.unanswered.front_mut() else {
+        while client.state.unanswered.len() >= self.below.max(1) {
+            let Some(front) = client.state.unanswered.front_mut() else {
                 break;
             };
             let Poll::Ready(answer) = Pin::new(&mut front.answer).poll(task) else {
                 return Poll::Pending;
             };
-            let then = client.unanswered.pop_front().and_then(|done| done.then);
+            let then = client
+                .state
+                .unanswered
+                .pop_front()
+                .and_then(|done| done.then);
             match answer {
                 Ok(Answer::Done) => {
                     if let Some(invite) = then {
-                        client.registry.do_send(invite);
+                        client.state.directory.do_send(invite);
                     }
                 }
                 Ok(Answer::Refused) => {}
@@ -139,15 +151,15 @@ impl ActorFuture<RoomsClient> for AwaitAnswers {
             }
         }
         if self.spawned {
-            client.awaiting_answers = false;
+            client.state.awaiting_answers = false;
         }
         Poll::Ready(())
     }
 }
 
-/// The actor of `room_id`, from the registry.
-async fn find(registry: Addr<Registry>, room_id: Uuid) -> Result<Addr<Room>, Refusal> {
-    registry
+/// The actor of `room_id`, from the directory.
+async fn find(directory: Addr<RoomsDirectory>, room_id: Uuid) -> Result<Addr<Room>, Refusal> {
+    directory
         .send(FindRoom(room_id))
         .await
         .ok()
@@ -160,19 +172,16 @@ fn failed(_: MailboxError) -> Refusal {
 }
 
 impl RoomsClient {
-    /// A connection of the authenticated `user`.
+    /// The state of a connection of the authenticated `user`.
     pub fn new(
-        core: ConnectionCore,
         user: String,
-        registry: Addr<Registry>,
+        directory: Addr<RoomsDirectory>,
         settings: Arc<RoomsSettings>,
     ) -> Self {
-        core.identify(&user);
         RoomsClient {
-            core,
             user: user.into(),
             key: Uuid::new_v4().simple().to_string(),
-            registry,
+            directory,
             settings,
             entered: HashMap::new(),
             awaiting_pong: None,
@@ -181,20 +190,28 @@ impl RoomsClient {
             awaiting_answers: false,
         }
     }
+}
 
+impl Connection<RoomsClient> {
     /// Writes `event` now, ahead of anything queued (the `session` frame,
     /// server pings, `created`).
-    fn send(&mut self, ctx: &mut WebsocketContext<Self>, event: Event<'_>) {
+    fn send(&mut self, ctx: &mut ConnectionContext<RoomsClient>, event: Event<'_>) {
         let frame = event.encode();
         self.core.write(ctx, Frames::One(frame.into()));
     }
 
     /// Writes `frame` after what the rooms queued for this connection.
-    fn write_in_turn(&mut self, ctx: &mut WebsocketContext<Self>, frame: ByteString) {
+    fn write_in_turn(&mut self, ctx: &mut ConnectionContext<RoomsClient>, frame: ByteString) {
         self.core.write_behind_queued(ctx, Frames::One(frame));
     }
 
-    fn write_error(&mut self, ctx: &mut WebsocketContext<Self>, refusal: Refusal) {
+    /// Answers a command the rooms refused, in the connection's turn.
+    fn refuse(&mut self, ctx: &mut ConnectionContext<RoomsClient>, refusal: Refusal) {
+        refusal.record();
+        self.error(ctx, &refusal.to_string());
+    }
+
+    fn write_error(&mut self, ctx: &mut ConnectionContext<RoomsClient>, refusal: Refusal) {
         let frame = Event::Error {
             message: &refusal.to_string(),
         }
@@ -204,9 +221,9 @@ impl RoomsClient {
 
     /// Writes a reply of the connection's own in its turn: after every
     /// outstanding command is done and what it caused is written.
-    fn reply(&mut self, ctx: &mut WebsocketContext<Self>, event: Event<'_>) {
+    fn reply(&mut self, ctx: &mut ConnectionContext<RoomsClient>, event: Event<'_>) {
         let frame = ByteString::from(event.encode());
-        if self.unanswered.is_empty() {
+        if self.state.unanswered.is_empty() {
             self.write_in_turn(ctx, frame);
         } else {
             let write = fut::ready(()).map(move |(), act: &mut Self, ctx| {
@@ -216,20 +233,20 @@ impl RoomsClient {
         }
     }
 
-    fn error(&mut self, ctx: &mut WebsocketContext<Self>, message: &str) {
+    fn error(&mut self, ctx: &mut ConnectionContext<RoomsClient>, message: &str) {
         self.reply(ctx, Event::Error { message });
     }
 
     /// Sends a ping and arms its deadline.
-    fn ping(&mut self, ctx: &mut WebsocketContext<Self>) {
-        if self.awaiting_pong.is_some() {
+    fn ping(&mut self, ctx: &mut ConnectionContext<RoomsClient>) {
+        if self.state.awaiting_pong.is_some() {
             return;
         }
         let time = now_ms();
-        self.awaiting_pong = Some(time);
+        self.state.awaiting_pong = Some(time);
         self.send(ctx, Event::Ping { time });
-        ctx.run_later(self.settings.pong_timeout, move |act, ctx| {
-            if act.awaiting_pong == Some(time) {
+        ctx.run_later(self.state.settings.pong_timeout, move |act, ctx| {
+            if act.state.awaiting_pong == Some(time) {
                 act.core.close(ctx, &Disconnect::no_pong());
             }
         });
@@ -240,7 +257,7 @@ impl RoomsClient {
     /// reading while [`MAX_UNANSWERED`] commands are outstanding.
     fn queue<M>(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<RoomsClient>,
         (room_id, room): (Uuid, &Addr<Room>),
         command: M,
         then: Option<DeliverInvite>,
@@ -248,36 +265,39 @@ impl RoomsClient {
         M: InRoomCommand,
     {
         let core = &self.core;
-        let requester = self.outbox.get_or_insert_with(|| core.handle(ctx).deliver);
+        let requester = self
+            .state
+            .outbox
+            .get_or_insert_with(|| core.handle(ctx).deliver);
         let (reply, answer) = oneshot::channel();
         room.do_send(QueuedCommand {
             command,
             requester: requester.clone(),
             reply,
         });
-        self.unanswered.push_back(Unanswered {
+        self.state.unanswered.push_back(Unanswered {
             room: room_id,
             answer,
             then,
         });
-        if !self.awaiting_answers {
-            self.awaiting_answers = true;
+        if !self.state.awaiting_answers {
+            self.state.awaiting_answers = true;
             ctx.spawn(AwaitAnswers::ALL);
         }
-        if self.unanswered.len() >= MAX_UNANSWERED {
+        if self.state.unanswered.len() >= MAX_UNANSWERED {
             ctx.wait(AwaitAnswers::until_below(MAX_UNANSWERED));
         }
     }
 
     /// Hands an in-room command to the room `room_id`: straight to it when
-    /// the connection is in it (`known`), else once the registry has found
+    /// the connection is in it (`known`), else once the directory has found
     /// it (reading paused meanwhile, so later commands stay behind it).
     /// Commands to one room follow each other without waiting; a command to
     /// another room waits until the outstanding ones are done, so what the
     /// rooms send back keeps the order of the commands across rooms too.
     fn queue_for<M>(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<RoomsClient>,
         room_id: Uuid,
         known: Option<Addr<Room>>,
         command: M,
@@ -286,6 +306,7 @@ impl RoomsClient {
         M: InRoomCommand,
     {
         if self
+            .state
             .unanswered
             .back()
             .is_some_and(|last| last.room != room_id)
@@ -298,24 +319,24 @@ impl RoomsClient {
         if let Some(room) = known {
             return self.queue(ctx, (room_id, &room), command, then);
         }
-        let found = find(self.registry.clone(), room_id);
+        let found = find(self.state.directory.clone(), room_id);
         ctx.wait(
             found
                 .into_actor(self)
                 .map(move |found, act, ctx| match found {
                     Ok(room) => act.queue(ctx, (room_id, &room), command, then),
-                    Err(refusal) => act.error(ctx, &refusal.to_string()),
+                    Err(refusal) => act.refuse(ctx, refusal),
                 }),
         );
     }
 
     /// Runs `work` once every earlier answer is written, handling nothing
     /// else until it is done.
-    fn after_answers<F>(&mut self, ctx: &mut WebsocketContext<Self>, work: F)
+    fn after_answers<F>(&mut self, ctx: &mut ConnectionContext<RoomsClient>, work: F)
     where
         F: ActorFuture<Self, Output = ()> + 'static,
     {
-        if self.unanswered.is_empty() {
+        if self.state.unanswered.is_empty() {
             ctx.wait(work);
         } else {
             ctx.wait(AwaitAnswers::until_below(1).then(move |(), _, _| work));
@@ -328,8 +349,8 @@ impl RoomsClient {
     /// entry here that the room no longer knows of).
     fn room_slots(&self) -> impl Future<Output = Result<(), Refusal>> {
         let (conn, limit) = (self.core.id(), self.core.limits().max_rooms_per_client);
-        let held: Vec<Addr<Room>> = if self.entered.len() >= limit {
-            self.entered.values().cloned().collect()
+        let held: Vec<Addr<Room>> = if self.state.entered.len() >= limit {
+            self.state.entered.values().cloned().collect()
         } else {
             Vec::new()
         };
@@ -348,13 +369,16 @@ impl RoomsClient {
         }
     }
 
-    fn command(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
+    fn command(&mut self, ctx: &mut ConnectionContext<RoomsClient>, text: &str) {
         let command = match Command::decode(text) {
             Ok(command) => command,
-            Err(bad) => return self.error(ctx, &bad.to_string()),
+            Err(bad) => {
+                metrics().protocol_error(Protocol::Rooms, bad.kind);
+                return self.error(ctx, &bad.reason);
+            }
         };
         if let Some(key) = command.key() {
-            if key != Some(self.key.as_str()) {
+            if key != Some(self.state.key.as_str()) {
                 return self.error(ctx, "invalid session key");
             }
         }
@@ -387,35 +411,35 @@ impl RoomsClient {
     /// `pong {time}`: the answer to the server's outstanding ping, if the
     /// time matches.
     fn pong(&mut self, time: i64) {
-        if self.awaiting_pong == Some(time) {
-            self.awaiting_pong = None;
+        if self.state.awaiting_pong == Some(time) {
+            self.state.awaiting_pong = None;
         }
     }
 
     /// `create {name, closed}`: the store commits the room, this user is its
     /// admin and enters it; `created` precedes the room's `enter`.
-    fn create(&mut self, ctx: &mut WebsocketContext<Self>, name: String, closed: bool) {
+    fn create(&mut self, ctx: &mut ConnectionContext<RoomsClient>, name: String, closed: bool) {
         let name = name.trim().to_owned();
         if name.is_empty() || name.chars().count() > MAX_ROOM_NAME {
             let reason = format!("a room name has 1 to {MAX_ROOM_NAME} characters");
             return self.error(ctx, &reason);
         }
-        let user = self.user.to_string();
+        let user = self.state.user.to_string();
         let create = CreateRoom {
             name: name.clone(),
             closed,
             admins: vec![user.clone()],
             creator: Some(Creator {
                 user_id: user.clone(),
-                max_rooms: self.settings.max_rooms_per_creator,
+                max_rooms: self.state.settings.max_rooms_per_creator,
             }),
         };
-        let (registry, member) = (self.registry.clone(), self.core.handle(ctx));
+        let (directory, member) = (self.state.directory.clone(), self.core.handle(ctx));
         let slots = self.room_slots();
         let work = async move {
             slots.await?;
             // Answered once the store committed the room.
-            let (room_id, room) = registry.send(create).await.map_err(failed)??;
+            let (room_id, room) = directory.send(create).await.map_err(failed)??;
             room.send(EnterRoom { member, user })
                 .await
                 .map_err(failed)??;
@@ -425,7 +449,7 @@ impl RoomsClient {
             .into_actor(self)
             .map(move |created: Result<_, Refusal>, act, ctx| match created {
                 Ok((room_id, room)) => {
-                    act.entered.insert(room_id, room);
+                    act.state.entered.insert(room_id, room);
                     // Written now (nothing is outstanding), so it precedes
                     // the room's `enter` waiting in the outbox.
                     act.send(
@@ -437,21 +461,24 @@ impl RoomsClient {
                         },
                     );
                 }
-                Err(refusal) => act.error(ctx, &refusal.to_string()),
+                Err(refusal) => act.refuse(ctx, refusal),
             });
         self.after_answers(ctx, done);
     }
 
     /// `enter {room_id}`: acknowledged by the room's `enter` broadcast.
-    fn enter(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid) {
-        let (registry, member) = (self.registry.clone(), self.core.handle(ctx));
-        let (user, known) = (self.user.to_string(), self.entered.get(&room_id).cloned());
+    fn enter(&mut self, ctx: &mut ConnectionContext<RoomsClient>, room_id: Uuid) {
+        let (directory, member) = (self.state.directory.clone(), self.core.handle(ctx));
+        let (user, known) = (
+            self.state.user.to_string(),
+            self.state.entered.get(&room_id).cloned(),
+        );
         let slots = self.room_slots();
         let work = async move {
             slots.await?;
             let room = match known {
                 Some(room) => room,
-                None => find(registry, room_id).await?,
+                None => find(directory, room_id).await?,
             };
             room.send(EnterRoom { member, user })
                 .await
@@ -462,16 +489,16 @@ impl RoomsClient {
             .into_actor(self)
             .map(move |entered: Result<_, Refusal>, act, ctx| match entered {
                 Ok(room) => {
-                    act.entered.insert(room_id, room);
+                    act.state.entered.insert(room_id, room);
                 }
-                Err(refusal) => act.error(ctx, &refusal.to_string()),
+                Err(refusal) => act.refuse(ctx, refusal),
             });
         self.after_answers(ctx, done);
     }
 
     /// `exit {room_id}`: acknowledged by the room's `exit` broadcast.
-    fn exit(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid) {
-        let known = self.entered.remove(&room_id);
+    fn exit(&mut self, ctx: &mut ConnectionContext<RoomsClient>, room_id: Uuid) {
+        let known = self.state.entered.remove(&room_id);
         let exit = ExitRoom {
             conn: self.core.id(),
             closing: false,
@@ -481,8 +508,13 @@ impl RoomsClient {
 
     /// `message {content, room_id}`: numbered and broadcast by the room, the
     /// sender included.
-    fn message(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid, content: String) {
-        let known = self.entered.get(&room_id).cloned();
+    fn message(
+        &mut self,
+        ctx: &mut ConnectionContext<RoomsClient>,
+        room_id: Uuid,
+        content: String,
+    ) {
+        let known = self.state.entered.get(&room_id).cloned();
         let post = PostMessage {
             conn: self.core.id(),
             content,
@@ -492,8 +524,8 @@ impl RoomsClient {
     }
 
     /// `read {message_id, room_id}`: a receipt broadcast by the room.
-    fn read(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid, message_id: u64) {
-        let known = self.entered.get(&room_id).cloned();
+    fn read(&mut self, ctx: &mut ConnectionContext<RoomsClient>, room_id: Uuid, message_id: u64) {
+        let known = self.state.entered.get(&room_id).cloned();
         let read = MarkRead {
             conn: self.core.id(),
             message_id,
@@ -503,20 +535,20 @@ impl RoomsClient {
 
     /// `invite {user_id, room_id}`: once the room committed it, the invitee's
     /// connections get `invite`; the inviter gets nothing unless refused.
-    fn invite(&mut self, ctx: &mut WebsocketContext<Self>, room_id: Uuid, invitee: &str) {
-        let Some(invitee) = self.settings.user_id(invitee) else {
+    fn invite(&mut self, ctx: &mut ConnectionContext<RoomsClient>, room_id: Uuid, invitee: &str) {
+        let Some(invitee) = self.state.settings.user_id(invitee) else {
             return self.error(ctx, &Refusal::UserIdNotUuid.to_string());
         };
-        let known = self.entered.get(&room_id).cloned();
+        let known = self.state.entered.get(&room_id).cloned();
         let invite = Invite {
-            by: self.user.to_string(),
+            by: self.state.user.to_string(),
             user: invitee.clone(),
-            max_pending: self.settings.max_pending_invites,
+            max_pending: self.state.settings.max_pending_invites,
         };
         let deliver = DeliverInvite {
             user: invitee,
             room_id,
-            inviter: self.user.to_string(),
+            inviter: self.state.user.to_string(),
         };
         self.queue_for(ctx, room_id, known, invite, Some(deliver));
     }
@@ -525,15 +557,15 @@ impl RoomsClient {
     /// tells the kicked user and everyone else.
     fn kick(
         &mut self,
-        ctx: &mut WebsocketContext<Self>,
+        ctx: &mut ConnectionContext<RoomsClient>,
         room_id: Uuid,
         user: String,
         message: Option<String>,
         permanent: bool,
     ) {
-        let known = self.entered.get(&room_id).cloned();
+        let known = self.state.entered.get(&room_id).cloned();
         let kick = Kick {
-            by: Kicker::User(self.user.to_string()),
+            by: Kicker::User(self.state.user.to_string()),
             user,
             message,
             permanent,
@@ -542,64 +574,56 @@ impl RoomsClient {
     }
 }
 
-impl WsConnection for RoomsClient {
-    fn core(&mut self) -> &mut ConnectionCore {
-        &mut self.core
-    }
-}
-
-crate::connection_handlers!(RoomsClient);
-
-impl Actor for RoomsClient {
-    type Context = WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.core.started(ctx);
-        let (key, user) = (self.key.clone(), self.user.clone());
-        self.send(
+impl Hooks for RoomsClient {
+    /// Sends `session {key, user_id}`, announces the connection to the
+    /// directory (which delivers its pending invites) and starts the
+    /// protocol's own pings.
+    fn join(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>) {
+        let (key, user) = (conn.state.key.clone(), conn.state.user.clone());
+        conn.core.identify(&user);
+        conn.send(
             ctx,
             Event::Session {
                 key: &key,
                 user_id: &user,
             },
         );
-        self.registry.do_send(UserOnline {
+        conn.state.directory.do_send(UserOnline {
             user: user.to_string(),
-            member: self.core.handle(ctx),
+            member: conn.core.handle(ctx),
         });
-        ctx.run_interval(self.settings.ping_interval, |act, ctx| act.ping(ctx));
+        ctx.run_interval(conn.state.settings.ping_interval, |act, ctx| act.ping(ctx));
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.core.stopped();
-        let conn = self.core.id();
-        for room in self.entered.values() {
+    fn handle_text(
+        conn: &mut Connection<Self>,
+        ctx: &mut ConnectionContext<Self>,
+        text: ByteString,
+    ) {
+        conn.command(ctx, &text);
+    }
+
+    fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _: Bytes) {
+        conn.error(ctx, "invalid JSON");
+    }
+
+    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _text: bool) {
+        conn.error(ctx, "rate limit exceeded");
+    }
+
+    /// Leaves every room entered and tells the directory the connection is
+    /// gone.
+    fn terminate(conn: &mut Connection<Self>) {
+        let id = conn.core.id();
+        for room in conn.state.entered.values() {
             room.do_send(ExitRoom {
-                conn,
+                conn: id,
                 closing: true,
             });
         }
-        self.registry.do_send(UserOffline {
-            user: self.user.to_string(),
-            conn,
+        conn.state.directory.do_send(UserOffline {
+            user: conn.state.user.to_string(),
+            conn: id,
         });
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ProtocolError>> for RoomsClient {
-    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
-        let Some(inbound) = self.core.receive(item, ctx) else {
-            return;
-        };
-        let started = Instant::now();
-        match inbound {
-            Inbound::Text(text) => self.command(ctx, &text),
-            Inbound::Binary(_) => self.error(ctx, "invalid JSON"),
-            Inbound::RateLimited { .. } => {
-                self.error(ctx, "rate limit exceeded");
-                self.core.close_if_abusive(ctx);
-            }
-        }
-        self.core.observe_handling(started);
     }
 }

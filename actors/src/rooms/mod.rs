@@ -3,19 +3,20 @@
 //! and never stored.
 //!
 //! - [`wire`]: the exact JSON frames, pure.
-//! - [`RoomsClient`]: the connection actor of one authenticated user; its
-//!   session key, the JSON ping/pong liveness check, and every command. It
-//!   holds the address of each room it entered and queues its in-room
-//!   commands there without waiting for each (the registry is asked only
-//!   about rooms it is not in).
+//! - [`RoomsClient`]: the protocol's hooks and state in the shared
+//!   connection actor of one authenticated user; its session key, the JSON
+//!   ping/pong liveness check, and every command. It holds the address of
+//!   each room it entered and queues its in-room commands there without
+//!   waiting for each (the directory is asked only about rooms it is not
+//!   in).
 //! - [`Room`]: one actor per room; who is in it and who may do what, and
 //!   the message ids (strictly increasing, reserved in the store in blocks so
 //!   they keep increasing across restarts without storing any message). It
 //!   queues its refusals to the asking connection in its own order, among
 //!   its broadcasts.
-//! - the rooms part of the [`Registry`](crate::registry::Registry)
-//!   (`directory`): the rooms, how many each user created, and each online
-//!   user's connections (for invites, also those made while it was offline).
+//! - [`RoomsDirectory`]: its own supervised actor; the rooms, how many each
+//!   user created, and each online user's connections (for invites, also
+//!   those made while it was offline).
 
 mod directory;
 mod member;
@@ -27,9 +28,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
+use crate::metrics::{metrics, ProtocolErrorKind};
+use crate::Protocol;
+
 pub use directory::{AllRooms, CreateRoom, Creator, FindRoom, RoomsDirectory};
 pub use member::RoomsClient;
-pub use room::{DescribeRoom, Kick, Kicker, Room, RoomSummary, ServerSay};
+pub use room::{DescribeRoom, Kick, Kicker, LiftBan, ListBans, Room, RoomSummary, ServerSay};
 
 /// Now as the protocol's `time`: UNIX milliseconds.
 pub(crate) fn now_ms() -> i64 {
@@ -172,6 +176,23 @@ pub enum Refusal {
     /// An invite's `user_id` is not a UUID.
     #[error("user_id must be a UUID")]
     UserIdNotUuid,
+}
+
+impl Refusal {
+    /// Whether the user asked for something it has no right to (a closed
+    /// room without an invite, a ban, an admin's command), as opposed to a
+    /// mistake or a failure.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Refusal::Closed | Refusal::Banned | Refusal::NotAdmin)
+    }
+
+    /// Counts the refusal in `switchboard_protocol_errors_total` when it is
+    /// [forbidden](Refusal::is_forbidden); called once per refusal sent.
+    pub(crate) fn record(&self) {
+        if self.is_forbidden() {
+            metrics().protocol_error(Protocol::Rooms, ProtocolErrorKind::Forbidden);
+        }
+    }
 }
 
 #[cfg(test)]

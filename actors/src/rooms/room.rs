@@ -287,6 +287,7 @@ fn answer(requester: &Outbox, reply: oneshot::Sender<Answer>, result: Result<(),
     let answer = match result {
         Ok(()) => Answer::Done,
         Err(refusal) => {
+            refusal.record();
             let error = Event::Error {
                 message: &refusal.to_string(),
             };
@@ -684,5 +685,42 @@ impl Handler<IsMember> for Room {
     type Result = bool;
     fn handle(&mut self, IsMember(conn): IsMember, _: &mut Self::Context) -> bool {
         self.present.contains_key(&conn)
+    }
+}
+
+/// An operator lifts `user`'s ban (the admin API's unban): the stored ban
+/// row is deleted first, and the room forgets the ban only once the store
+/// has committed that. The user may then enter an open room, or be invited
+/// again (a ban also ended its invite, so a closed room needs a new one).
+/// Answers whether there was a ban to lift.
+#[derive(Message)]
+#[rtype(result = "Result<bool, Refusal>")]
+pub struct LiftBan {
+    /// The banned user.
+    pub user: String,
+}
+
+impl Handler<LiftBan> for Room {
+    type Result = AtomicResponse<Self, Result<bool, Refusal>>;
+    fn handle(&mut self, msg: LiftBan, _: &mut Self::Context) -> Self::Result {
+        if !self.banned.contains(&msg.user) {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(false))));
+        }
+        let lifted = self.save_grants(vec![(msg.user, Grant::Ban, false)]);
+        AtomicResponse::new(Box::pin(lifted.map(|saved, _, _| saved.map(|()| true))))
+    }
+}
+
+/// The users banned from the room, sorted (the console's room view).
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub struct ListBans;
+
+impl Handler<ListBans> for Room {
+    type Result = MessageResult<ListBans>;
+    fn handle(&mut self, _: ListBans, _: &mut Self::Context) -> Self::Result {
+        let mut banned: Vec<String> = self.banned.iter().cloned().collect();
+        banned.sort();
+        MessageResult(banned)
     }
 }

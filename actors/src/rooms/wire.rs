@@ -18,6 +18,7 @@
 //! `invalid session key` after comparing [`Command::key`] with the
 //! connection's key.
 
+use crate::metrics::ProtocolErrorKind;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -118,12 +119,12 @@ impl Command {
     /// `error` event; the connection is expected to stay open.
     pub fn decode(text: &str) -> Result<Command, BadCommand> {
         let value: Value =
-            serde_json::from_str(text).map_err(|_| BadCommand("invalid JSON".to_owned()))?;
+            serde_json::from_str(text).map_err(|_| BadCommand::malformed("invalid JSON"))?;
         let Value::Object(map) = value else {
-            return Err(BadCommand("invalid JSON".to_owned()));
+            return Err(BadCommand::malformed("invalid JSON"));
         };
         let Some(Value::String(kind)) = map.get("type") else {
-            return Err(BadCommand("missing type".to_owned()));
+            return Err(BadCommand::malformed("missing type"));
         };
         let f = Fields { map: &map, kind };
         let command = match kind.as_str() {
@@ -167,7 +168,12 @@ impl Command {
                 message: f.optional("message")?,
                 permanent: f.flag("permanent")?,
             },
-            other => return Err(BadCommand(format!("unknown type `{other}`"))),
+            other => {
+                return Err(BadCommand {
+                    reason: format!("unknown type `{other}`"),
+                    kind: ProtocolErrorKind::UnknownType,
+                })
+            }
         };
         Ok(command)
     }
@@ -197,8 +203,22 @@ impl Command {
 /// `{"type":"error","message":...}`, so the handler needs no mapping of its
 /// own.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadCommand(pub String);
+#[error("{reason}")]
+pub struct BadCommand {
+    /// The text sent back.
+    pub reason: String,
+    /// What kind of mistake it is, for `switchboard_protocol_errors_total`.
+    pub kind: ProtocolErrorKind,
+}
+
+impl BadCommand {
+    fn malformed(reason: impl Into<String>) -> Self {
+        BadCommand {
+            reason: reason.into(),
+            kind: ProtocolErrorKind::Malformed,
+        }
+    }
+}
 
 /// Typed access to the fields of one command object, producing
 /// protocol-shaped errors that name the command type and the field.
@@ -234,7 +254,7 @@ impl Fields<'_> {
     }
 
     fn bad(&self, detail: std::fmt::Arguments<'_>) -> BadCommand {
-        BadCommand(format!("invalid `{}` command: {detail}", self.kind))
+        BadCommand::malformed(format!("invalid `{}` command: {detail}", self.kind))
     }
 }
 

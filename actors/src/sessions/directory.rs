@@ -1,5 +1,6 @@
-//! The session list's part of the registry: which listings exist, and the
-//! full resync that replaces them all under a new epoch.
+//! The session list's directory: which listings exist, and the full resync
+//! that replaces them all under a new epoch. It is its own supervised actor,
+//! so the session list's bookkeeping never queues behind another protocol's.
 //!
 //! A new epoch is acknowledged only after it is committed: the resync
 //! writes it to the store first and changes nothing until the store
@@ -16,12 +17,12 @@ use super::feed::{Reset, SessionFeed};
 use super::listing::{Retire, SessionListing};
 use super::wire::{Epoch, Session};
 use super::{SessionsSettings, EPOCH_KEY};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, ActorGauge, ActorKind};
 use crate::pool::ArbiterPool;
-use crate::registry::Registry;
 use crate::store::{SetMeta, StoreHandle};
 
-/// The listings the registry knows, by session id.
+/// The listings, by session id. Runs supervised; its state survives a
+/// restart.
 pub struct ListingDirectory {
     listings: BTreeMap<String, Addr<SessionListing>>,
     epoch: Epoch,
@@ -33,6 +34,7 @@ pub struct ListingDirectory {
     feed: Addr<SessionFeed>,
     pool: Arc<ArbiterPool>,
     store: StoreHandle,
+    _alive: ActorGauge,
 }
 
 impl ListingDirectory {
@@ -52,14 +54,15 @@ impl ListingDirectory {
             feed,
             pool,
             store,
+            _alive: ActorGauge::new(ActorKind::ListingDirectory),
         }
     }
 
     /// Starts a supervised listing actor on the pool.
-    fn spawn(&self, session: Session, registry: Addr<Registry>) -> Addr<SessionListing> {
+    fn spawn(&self, session: Session, directory: Addr<ListingDirectory>) -> Addr<SessionListing> {
         let (epoch, ttl, feed) = (self.epoch, self.settings.ttl, self.feed.clone());
         Supervisor::start_in_arbiter(&self.pool.next(), move |_| {
-            SessionListing::new(session, epoch, ttl, feed, registry)
+            SessionListing::new(session, epoch, ttl, feed, directory)
         })
     }
 
@@ -69,6 +72,17 @@ impl ListingDirectory {
 
     fn count(&self) {
         metrics().listed_sessions.set(self.listings.len() as i64);
+    }
+}
+
+impl Actor for ListingDirectory {
+    type Context = Context<Self>;
+}
+
+impl Supervised for ListingDirectory {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        log::warn!("session list directory restarting");
+        metrics().actor_restarted(ActorKind::ListingDirectory);
     }
 }
 
@@ -85,26 +99,23 @@ pub enum Upsert {
 #[rtype(result = "Upsert")]
 pub struct UpsertListing(pub Session);
 
-impl Handler<UpsertListing> for Registry {
+impl Handler<UpsertListing> for ListingDirectory {
     type Result = MessageResult<UpsertListing>;
     fn handle(
         &mut self,
         UpsertListing(session): UpsertListing,
         ctx: &mut Self::Context,
     ) -> Self::Result {
-        if let Some(addr) = self.listings.live(&session.session_id) {
+        if let Some(addr) = self.live(&session.session_id) {
             return MessageResult(Upsert::Existing(addr.clone()));
         }
         // Announced here, before the host hears 201: a watcher that connects
         // on that answer finds the session in its snapshot.
-        self.listings
-            .feed
-            .do_send(SessionListing::announcement(self.listings.epoch, &session));
-        let addr = self.listings.spawn(session.clone(), ctx.address());
-        self.listings
-            .listings
-            .insert(session.session_id.clone(), addr);
-        self.listings.count();
+        self.feed
+            .do_send(SessionListing::announcement(self.epoch, &session));
+        let addr = self.spawn(session.clone(), ctx.address());
+        self.listings.insert(session.session_id.clone(), addr);
+        self.count();
         MessageResult(Upsert::Created(session))
     }
 }
@@ -114,10 +125,10 @@ impl Handler<UpsertListing> for Registry {
 #[rtype(result = "Option<Addr<SessionListing>>")]
 pub struct FindListing(pub String);
 
-impl Handler<FindListing> for Registry {
+impl Handler<FindListing> for ListingDirectory {
     type Result = Option<Addr<SessionListing>>;
     fn handle(&mut self, FindListing(id): FindListing, _: &mut Self::Context) -> Self::Result {
-        self.listings.live(&id).cloned()
+        self.live(&id).cloned()
     }
 }
 
@@ -126,10 +137,10 @@ impl Handler<FindListing> for Registry {
 #[rtype(result = "Vec<Addr<SessionListing>>")]
 pub struct AllListings;
 
-impl Handler<AllListings> for Registry {
+impl Handler<AllListings> for ListingDirectory {
     type Result = Vec<Addr<SessionListing>>;
     fn handle(&mut self, _: AllListings, _: &mut Self::Context) -> Self::Result {
-        self.listings.listings.values().cloned().collect()
+        self.listings.values().cloned().collect()
     }
 }
 
@@ -142,12 +153,12 @@ pub(crate) struct ListingGone {
     pub listing: Addr<SessionListing>,
 }
 
-impl Handler<ListingGone> for Registry {
+impl Handler<ListingGone> for ListingDirectory {
     type Result = ();
     fn handle(&mut self, msg: ListingGone, _: &mut Self::Context) {
-        if self.listings.listings.get(&msg.session_id) == Some(&msg.listing) {
-            self.listings.listings.remove(&msg.session_id);
-            self.listings.count();
+        if self.listings.get(&msg.session_id) == Some(&msg.listing) {
+            self.listings.remove(&msg.session_id);
+            self.count();
         }
     }
 }
@@ -164,7 +175,7 @@ pub struct Resync(pub Vec<Session>);
 #[error("the new epoch could not be saved, so nothing was changed; try again later")]
 pub struct EpochNotSaved;
 
-impl Handler<Resync> for Registry {
+impl Handler<Resync> for ListingDirectory {
     type Result = ResponseActFuture<Self, Result<Epoch, EpochNotSaved>>;
     fn handle(&mut self, Resync(sessions): Resync, _: &mut Self::Context) -> Self::Result {
         debug_assert_eq!(
@@ -175,19 +186,18 @@ impl Handler<Resync> for Registry {
                 .len(),
             sessions.len()
         );
-        let dir = &mut self.listings;
-        dir.latest_epoch = dir.latest_epoch.wrapping_add(1);
-        let epoch = dir.latest_epoch;
-        let saved = dir.store.send(SetMeta {
+        self.latest_epoch = self.latest_epoch.wrapping_add(1);
+        let epoch = self.latest_epoch;
+        let saved = self.store.send(SetMeta {
             key: EPOCH_KEY,
             value: epoch.to_string(),
         });
         Box::pin(
             saved
                 .into_actor(self)
-                .map(move |saved, registry, ctx| match saved {
+                .map(move |saved, directory, ctx| match saved {
                     Ok(Ok(())) => {
-                        registry.apply_resync(epoch, sessions, ctx.address());
+                        directory.apply_resync(epoch, sessions, ctx.address());
                         Ok(epoch)
                     }
                     failed => {
@@ -201,11 +211,11 @@ impl Handler<Resync> for Registry {
     }
 }
 
-impl Registry {
+impl ListingDirectory {
     /// Replaces every listing with `sessions` under the committed `epoch`
     /// and broadcasts `reset`.
-    fn apply_resync(&mut self, epoch: Epoch, sessions: Vec<Session>, me: Addr<Registry>) {
-        let dir = &mut self.listings;
+    fn apply_resync(&mut self, epoch: Epoch, sessions: Vec<Session>, me: Addr<ListingDirectory>) {
+        let dir = self;
         for old in std::mem::take(&mut dir.listings).into_values() {
             old.do_send(Retire);
         }

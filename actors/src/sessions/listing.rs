@@ -4,8 +4,8 @@
 //! smallest set of protocol messages (`update`, `add_user`, `remove_user`, or
 //! `remove` + `add` when a host field changes), encodes them once and hands
 //! them to the feed. It decides its own end (DELETE or TTL) and tells the
-//! registry before it answers anyone else, so a request that finds it gone
-//! can retry through the registry and never sees a stale entry.
+//! directory before it answers anyone else, so a request that finds it gone
+//! can retry through the directory and never sees a stale entry.
 
 use std::time::Duration;
 
@@ -13,11 +13,10 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use serde::Deserialize;
 
-use super::directory::ListingGone;
+use super::directory::{ListingDirectory, ListingGone};
 use super::feed::{ListingState, Publish, SessionFeed};
 use super::wire::{Epoch, ServerMessage, Session, SessionUser};
 use crate::metrics::{metrics, ActorGauge, ActorKind};
-use crate::registry::Registry;
 
 /// Why a listing could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +35,7 @@ pub struct SessionListing {
     epoch: Epoch,
     ttl: Duration,
     feed: Addr<SessionFeed>,
-    registry: Addr<Registry>,
+    directory: Addr<ListingDirectory>,
     expiry: Option<SpawnHandle>,
     unlisted: bool,
     _alive: ActorGauge,
@@ -52,14 +51,14 @@ impl SessionListing {
         epoch: Epoch,
         ttl: Duration,
         feed: Addr<SessionFeed>,
-        registry: Addr<Registry>,
+        directory: Addr<ListingDirectory>,
     ) -> Self {
         SessionListing {
             session,
             epoch,
             ttl,
             feed,
-            registry,
+            directory,
             expiry: None,
             unlisted: false,
             _alive: ActorGauge::new(ActorKind::SessionListing),
@@ -116,7 +115,7 @@ impl SessionListing {
         }));
     }
 
-    /// Ends the listing: stops the timer, tells the registry, and (unless a
+    /// Ends the listing: stops the timer, tells the directory, and (unless a
     /// resync replaced it) broadcasts `remove`.
     fn unlist(&mut self, ctx: &mut Context<Self>, broadcast: bool) {
         if self.unlisted {
@@ -126,7 +125,7 @@ impl SessionListing {
         if let Some(handle) = self.expiry.take() {
             ctx.cancel_future(handle);
         }
-        self.registry.do_send(ListingGone {
+        self.directory.do_send(ListingGone {
             session_id: self.session.session_id.clone(),
             listing: ctx.address(),
         });

@@ -8,10 +8,10 @@
 //! - [`SessionFeed`]: the watchers and the current `add` frame of every
 //!   listing, so a new watcher gets `reset` plus one `add` per session in one
 //!   batch, and every broadcast reaches every watcher in order.
-//! - the listing part of the [`Registry`](crate::registry::Registry)
-//!   (`directory`): creates, finds and removes listings, and runs the full
-//!   resync that starts a new epoch.
-//! - [`Watcher`]: the connection actor of one watcher.
+//! - [`ListingDirectory`]: its own supervised actor; creates, finds and
+//!   removes listings, and runs the full resync that starts a new epoch.
+//! - [`Watcher`]: the protocol's state of one watcher's
+//!   [`Connection`](crate::connection::Connection).
 
 mod directory;
 mod feed;

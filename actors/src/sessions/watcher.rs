@@ -1,23 +1,22 @@
-//! The Watcher: the connection actor of one session-list client.
+//! The Watcher: the session-list protocol's state of one connection.
 //!
 //! It joins the feed on start (the feed answers with the snapshot through
 //! the same mailbox as later changes, so nothing can overtake it), records
 //! `connect` in the usage metrics, and answers anything else with `error`.
 
-use std::time::Instant;
-
 use actix::prelude::*;
-use actix_web_actors::ws::{self, ProtocolError, WebsocketContext};
+use actix_web::web::Bytes;
+use bytestring::ByteString;
 
 use super::feed::{SessionFeed, Unwatch, Watch};
 use super::wire::{ClientMessage, ServerMessage};
 use super::SharedEpoch;
-use crate::connection::{ConnectionCore, Frames, Inbound, WsConnection};
+use crate::connection::{Connection, ConnectionContext, Frames, Hooks};
 use crate::metrics::metrics;
+use crate::Protocol;
 
 /// One watcher of the session list.
 pub struct Watcher {
-    core: ConnectionCore,
     feed: Addr<SessionFeed>,
     epoch: SharedEpoch,
     version_label: Option<String>,
@@ -25,78 +24,65 @@ pub struct Watcher {
 
 impl Watcher {
     /// A watcher fed by `feed`.
-    pub fn new(core: ConnectionCore, feed: Addr<SessionFeed>, epoch: SharedEpoch) -> Self {
+    pub fn new(feed: Addr<SessionFeed>, epoch: SharedEpoch) -> Self {
         Watcher {
-            core,
             feed,
             epoch,
             version_label: None,
         }
     }
+}
 
-    fn reply_error(&mut self, ctx: &mut WebsocketContext<Self>, reason: String) {
+impl Connection<Watcher> {
+    fn reply_error(&mut self, ctx: &mut ConnectionContext<Watcher>, reason: String) {
         let frame = ServerMessage::Error {
-            epoch: self.epoch.get(),
+            epoch: self.state.epoch.get(),
             reason,
         }
         .encode();
         self.core.write(ctx, Frames::One(frame.into()));
     }
 
-    fn handle_text(&mut self, ctx: &mut WebsocketContext<Self>, text: &str) {
-        match ClientMessage::decode(text) {
-            Ok(ClientMessage::Connect { version, .. }) => {
-                if let Some(old) = self.version_label.take() {
-                    metrics().client_left(&old);
-                }
-                self.version_label = Some(metrics().client_connected(&version));
+    /// `connect`: records the client's version in the usage metrics.
+    fn connect(&mut self, version: &str) {
+        if let Some(old) = self.state.version_label.take() {
+            metrics().client_left(&old);
+        }
+        self.state.version_label = Some(metrics().client_connected(version));
+    }
+}
+
+impl Hooks for Watcher {
+    fn join(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>) {
+        conn.state.feed.do_send(Watch(conn.core.handle(ctx)));
+    }
+
+    fn handle_text(
+        conn: &mut Connection<Self>,
+        ctx: &mut ConnectionContext<Self>,
+        text: ByteString,
+    ) {
+        match ClientMessage::decode(&text) {
+            Ok(ClientMessage::Connect { version, .. }) => conn.connect(&version),
+            Err(e) => {
+                metrics().protocol_error(Protocol::Sessions, e.kind());
+                conn.reply_error(ctx, e.to_string());
             }
-            Err(e) => self.reply_error(ctx, e.to_string()),
         }
     }
-}
 
-impl WsConnection for Watcher {
-    fn core(&mut self) -> &mut ConnectionCore {
-        &mut self.core
-    }
-}
-
-crate::connection_handlers!(Watcher);
-
-impl Actor for Watcher {
-    type Context = WebsocketContext<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.core.started(ctx);
-        self.feed.do_send(Watch(self.core.handle(ctx)));
+    fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _: Bytes) {
+        conn.reply_error(ctx, "binary messages are not part of this protocol".into());
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.core.stopped();
-        self.feed.do_send(Unwatch(self.core.id()));
-        if let Some(label) = self.version_label.take() {
+    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _text: bool) {
+        conn.reply_error(ctx, "rate limit exceeded".into());
+    }
+
+    fn terminate(conn: &mut Connection<Self>) {
+        conn.state.feed.do_send(Unwatch(conn.core.id()));
+        if let Some(label) = conn.state.version_label.take() {
             metrics().client_left(&label);
         }
-    }
-}
-
-impl StreamHandler<Result<ws::Message, ProtocolError>> for Watcher {
-    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
-        let Some(inbound) = self.core.receive(item, ctx) else {
-            return;
-        };
-        let started = Instant::now();
-        match inbound {
-            Inbound::Text(text) => self.handle_text(ctx, &text),
-            Inbound::Binary(_) => {
-                self.reply_error(ctx, "binary messages are not part of this protocol".into())
-            }
-            Inbound::RateLimited { .. } => {
-                self.reply_error(ctx, "rate limit exceeded".into());
-                self.core.close_if_abusive(ctx);
-            }
-        }
-        self.core.observe_handling(started);
     }
 }

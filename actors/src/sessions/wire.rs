@@ -35,6 +35,7 @@
 //! [`SessionUser::check_framing`]). [`WireError`] texts are already safe to
 //! send back in an `error` message.
 
+use crate::metrics::ProtocolErrorKind;
 use std::fmt::Display;
 use std::str::Split;
 
@@ -416,6 +417,20 @@ pub enum WireError {
     },
 }
 
+impl WireError {
+    /// What kind of mistake it is, for `switchboard_protocol_errors_total`.
+    pub fn kind(&self) -> ProtocolErrorKind {
+        match self {
+            WireError::UnknownCommand(_) | WireError::ServerOnly(_) => {
+                ProtocolErrorKind::UnknownType
+            }
+            WireError::Empty | WireError::Arity { .. } | WireError::BadField { .. } => {
+                ProtocolErrorKind::Malformed
+            }
+        }
+    }
+}
+
 /// A field that cannot be written in a frame: text with `\n` or `\r`
 /// (it would break the line framing), or a date whose UTC year is not four
 /// digits (no client could read it back).
@@ -682,7 +697,7 @@ fn parse_users(value: &str) -> Result<Vec<SessionUser>, WireError> {
         return Ok(Vec::new());
     }
     let fields: Vec<&str> = value.split(USER_FIELD).collect();
-    if fields.len() % USER_FIELDS != 0 {
+    if !fields.len().is_multiple_of(USER_FIELDS) {
         return Err(bad_field("users", value));
     }
     fields
