@@ -24,7 +24,10 @@ fuzz_target!(|bytes: &[u8]| {
             assert_eq!(Command::decode(&event.encode()), Ok(command));
         }
         Err(bad) => {
-            let frame = Event::Error { message: &bad.0 }.encode();
+            let frame = Event::Error {
+                message: &bad.reason,
+            }
+            .encode();
             let event: Value = serde_json::from_str(&frame).expect("an event is JSON");
             assert_eq!(event["message"].as_str(), Some(bad.to_string().as_str()));
         }
