@@ -62,15 +62,25 @@ async fn subscribe(sub: &mut Peer, name: &str, seq: u64, subscribers: Value) {
     .await;
 }
 
-#[actix_rt::test]
-async fn pipelined_messages_are_answered_and_delivered_in_order() {
-    let broker = Broker::start();
-    let mut peers = identify_all(&broker, &["owner", "viewer"]).await;
+/// `owner` with its service `feed`, and `viewer` subscribed to it (seq 0
+/// taken on both sides).
+async fn feed_with_a_subscriber(broker: &Broker) -> Vec<Peer> {
+    let mut peers = identify_all(broker, &["owner", "viewer"]).await;
     let [owner, viewer] = &mut peers[..] else {
         unreachable!()
     };
     create(owner, &mut [&mut *viewer], "feed", 0).await;
     subscribe(viewer, "feed", 0, service("feed", owner, &[viewer])).await;
+    peers
+}
+
+#[actix_rt::test]
+async fn pipelined_messages_are_answered_and_delivered_in_order() {
+    let broker = Broker::start();
+    let mut peers = feed_with_a_subscriber(&broker).await;
+    let [owner, viewer] = &mut peers[..] else {
+        unreachable!()
+    };
     let header = service("feed", owner, &[]);
     let target = to_service("feed");
 
@@ -147,12 +157,10 @@ async fn pipelined_messages_are_answered_and_delivered_in_order() {
 #[actix_rt::test]
 async fn a_request_after_pipelined_messages_sees_them_all_through() {
     let broker = Broker::start();
-    let mut peers = identify_all(&broker, &["owner", "viewer"]).await;
+    let mut peers = feed_with_a_subscriber(&broker).await;
     let [owner, viewer] = &mut peers[..] else {
         unreachable!()
     };
-    create(owner, &mut [&mut *viewer], "feed", 0).await;
-    subscribe(viewer, "feed", 0, service("feed", owner, &[viewer])).await;
     let header = service("feed", owner, &[]);
     let target = to_service("feed");
 

@@ -177,6 +177,15 @@ mod tests {
         }
     }
 
+    /// The texts of room `room`'s stored history, oldest first.
+    fn messages(s: &mut SqliteStore, room: &str) -> Vec<String> {
+        s.chat_history(room, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
     #[test]
     fn chat_rooms_keep_their_order_and_only_the_last_messages() {
         let mut s = SqliteStore::in_memory().unwrap();
@@ -201,12 +210,7 @@ mod tests {
         // A batch trims once, after all of it.
         let said = ChatChange::Message(entry("alice", "m4"));
         s.save_chat_changes("a", &[said], 3).unwrap();
-        let kept: Vec<_> = s
-            .chat_history("a", 10)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.message)
-            .collect();
+        let kept = messages(&mut s, "a");
         assert_eq!(kept, ["m2", "m3", "m4"], "oldest first, only the last 3");
         assert_eq!(s.chat_history("a", 2).unwrap()[0].message, "m3");
         s.save_chat_changes("a", &[ChatChange::Clear], 3).unwrap();
@@ -219,12 +223,7 @@ mod tests {
             ChatChange::Message(entry("alice", "x2")),
         ];
         s.save_chat_changes("a", &batch, 10).unwrap();
-        let kept: Vec<_> = s
-            .chat_history("a", 10)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.message)
-            .collect();
+        let kept = messages(&mut s, "a");
         assert_eq!(kept, ["x1", "x2"], "a batch applies in order");
         let said = ChatChange::Message(entry("x", "y"));
         assert!(
