@@ -11,25 +11,42 @@
 //! With `admin.bind` set, `/metrics`, the admin API and the console move to
 //! a second listener of their own (one worker) and the public one answers
 //! 404 for them; it stops when the public server has.
+//!
+//! The HTTP service is actix-http's with an upgrade hook ([`upgrade`]): a
+//! WebSocket upgrade request goes through the same actix-web app as every
+//! other request (routing, origin, admission, tokens, metrics), and when the
+//! app answers 101 the hook writes the answer and hands the socket itself to
+//! the connection actor (`switchboard_actors::transport`), so that no HTTP
+//! buffer stays with a connection for its life.
 
 use std::any::Any;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use actix_codec::{AsyncRead, AsyncWrite, Framed};
+use actix_http::body::{BodySize, MessageBody};
+use actix_http::{h1, HttpService, Request};
+use actix_server::{Server, ServerHandle};
+use actix_service::{
+    fn_factory, fn_service, map_config, IntoServiceFactory, Service, ServiceFactory,
+};
 use actix_tls::accept::rustls_0_23::TlsStream;
-use actix_web::dev::{Extensions, ServerHandle};
+use actix_web::body::BoxBody;
+use actix_web::dev::{AppConfig, Extensions, ServiceRequest, ServiceResponse};
 use actix_web::rt::net::TcpStream;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use futures_util::future::{select, Either};
+use futures_util::SinkExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use switchboard_actors::auth::TokenKeys;
-use switchboard_actors::connection::AcceptedSocket;
 use switchboard_actors::monitor::ProbeStore;
 use switchboard_actors::store::{SqliteStore, StoreError};
+use switchboard_actors::transport::{StartConnection, Upgraded};
 use switchboard_actors::{Broker, BrokerSettings};
 
 use crate::config::{cores, Config, ConfigError};
@@ -144,21 +161,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let write_timeout = config.limits.write_timeout;
     let operator_state = state.clone();
     let operator_tls = tls.clone();
-    let server = HttpServer::new(move || {
+    let public = Listener {
+        workers: config.workers(),
+        shutdown_timeout: config.server.shutdown_timeout.as_secs().max(1),
+        tls,
+        write_timeout,
+    };
+    let (server, addrs) = public.bind(&config.server.bind, move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(crate::http::metrics::record))
             .app_data(state.clone())
             .app_data(files.clone())
             .configure(routes.clone())
-    })
-    .workers(config.workers())
-    .disable_signals()
-    .shutdown_timeout(config.server.shutdown_timeout.as_secs().max(1))
-    .on_connect(move |conn, ext| tune_accepted_socket(conn, ext, write_timeout));
-    let (server, scheme) = match tls {
-        Some(tls) => (server.bind_rustls_0_23(&config.server.bind, tls)?, "https"),
-        None => (server.bind(&config.server.bind)?, "http"),
-    };
+    })?;
+    let scheme = public.scheme();
     let operator = match &config.admin.bind {
         Some(bind) => Some(operator_listener(
             bind,
@@ -169,14 +185,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         None => None,
     };
     broker.monitor.do_send(ProbeStore(broker.store.clone()));
-    for addr in server.addrs() {
+    for addr in addrs {
         log::info!("listening on {scheme}://{addr}");
         // Scripts and tests read the bound address (port 0 picks one) from stdout.
         println!("switchboard listening on {scheme}://{addr}");
     }
     std::io::stdout().flush()?;
 
-    let server = server.run();
     let shutdown = actix_rt::spawn(shutdown_on_signal(
         server.handle(),
         broker.clone(),
@@ -207,26 +222,213 @@ fn operator_listener(
     state: web::Data<AppState>,
     tls: Option<rustls::ServerConfig>,
     write_timeout: Duration,
-) -> Result<actix_web::dev::Server, ServeError> {
-    let server = HttpServer::new(move || {
+) -> Result<Server, ServeError> {
+    let listener = Listener {
+        workers: 1,
+        shutdown_timeout: 1,
+        tls,
+        write_timeout,
+    };
+    let (server, addrs) = listener.bind(bind, move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(crate::http::metrics::record))
             .app_data(state.clone())
             .configure(operator_routes)
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(1)
-    .on_connect(move |conn, ext| tune_accepted_socket(conn, ext, write_timeout));
-    let (server, scheme) = match tls {
-        Some(tls) => (server.bind_rustls_0_23(bind, tls)?, "https"),
-        None => (server.bind(bind)?, "http"),
-    };
-    for addr in server.addrs() {
+    })?;
+    let scheme = listener.scheme();
+    for addr in addrs {
         log::info!("operator listener (metrics, admin API, console) on {scheme}://{addr}");
         println!("switchboard admin listening on {scheme}://{addr}");
     }
-    Ok(server.run())
+    Ok(server)
+}
+
+/// How one listener serves: its workers, its TLS and its sockets' write
+/// timeout.
+struct Listener {
+    workers: usize,
+    shutdown_timeout: u64,
+    tls: Option<rustls::ServerConfig>,
+    write_timeout: Duration,
+}
+
+/// What `App::new()` and its builder methods make: the app's service
+/// factory, with a response body of type `B`.
+trait AppServices<B>:
+    ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<B>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + 'static
+{
+}
+
+impl<T, B> AppServices<B> for T where
+    T: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static
+{
+}
+
+/// Pending connections the kernel keeps per listening socket (actix-web's
+/// default).
+const BACKLOG: i32 = 1024;
+
+/// The HTTP service of one listener for one worker: the app that `$app`
+/// makes, with the upgrade hook and the socket tuning (a macro because the
+/// service's type depends on the stream, plain or TLS, it is finished for).
+macro_rules! http_service {
+    ($app:expr, $local:expr, $write_timeout:expr) => {{
+        let upgrade_app = $app.clone();
+        let write_timeout = $write_timeout;
+        HttpService::build()
+            .client_disconnect_timeout(Duration::from_secs(1))
+            .local_addr($local)
+            .on_connect_ext(move |io: &_, ext: &mut Extensions| {
+                tune_accepted_socket(io as &dyn Any, ext, write_timeout)
+            })
+            .upgrade(fn_factory(move || upgrade_hook(upgrade_app())))
+            .finish(map_config($app(), |_| AppConfig::default()))
+    }};
+}
+
+impl Listener {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Binds every address `bind` resolves to and starts serving the app
+    /// that `app` makes (once per worker, and once more for the upgrade
+    /// hook). Answers the running server and the bound addresses.
+    fn bind<F, T, B>(&self, bind: &str, app: F) -> std::io::Result<(Server, Vec<SocketAddr>)>
+    where
+        F: Fn() -> App<T> + Clone + Send + 'static,
+        T: AppServices<B>,
+        B: MessageBody + 'static,
+    {
+        let mut builder = Server::build()
+            .workers(self.workers)
+            .backlog(BACKLOG as u32)
+            .disable_signals()
+            .shutdown_timeout(self.shutdown_timeout);
+        let mut addrs = Vec::new();
+        for addr in bind.to_socket_addrs()? {
+            let listener = tcp_listener(addr)?;
+            let local = listener.local_addr()?;
+            addrs.push(local);
+            let (app, write_timeout) = (app.clone(), self.write_timeout);
+            let name = format!("switchboard-{local}");
+            builder = match self.tls.clone() {
+                Some(tls) => builder.listen(name, listener, move || {
+                    http_service!(app, local, write_timeout).rustls_0_23(tls.clone())
+                })?,
+                None => builder.listen(name, listener, move || {
+                    http_service!(app, local, write_timeout).tcp()
+                })?,
+            };
+        }
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{bind} resolves to no address"),
+            ));
+        }
+        Ok((builder.run(), addrs))
+    }
+}
+
+/// A listening socket as actix-web makes one: address reuse, a backlog of
+/// [`BACKLOG`].
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// The upgrade hook of one worker: its own instance of the app, which
+/// answers every upgrade request as it answers any request.
+async fn upgrade_hook<T, B, IO>(
+    app: App<T>,
+) -> Result<
+    impl Service<(Request, Framed<IO, h1::Codec>), Response = (), Error = actix_web::Error>,
+    (),
+>
+where
+    T: AppServices<B>,
+    B: MessageBody + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let app = Rc::new(app.into_factory().new_service(AppConfig::default()).await?);
+    Ok(fn_service(move |(req, framed)| {
+        upgrade(Rc::clone(&app), req, framed)
+    }))
+}
+
+/// Answers one upgrade request through the app. A 101 that carries a
+/// [`StartConnection`] is written and the socket, with whatever the client
+/// sent after its request, goes to the connection; any other answer (a
+/// refusal, 404) is written as it is and the connection ends.
+async fn upgrade<S, B, IO>(
+    app: Rc<S>,
+    req: Request,
+    mut framed: Framed<IO, h1::Codec>,
+) -> Result<(), actix_web::Error>
+where
+    S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let response = match app.call(req).await {
+        Ok(response) => response.into_parts().1.map_into_boxed_body(),
+        Err(e) => e.error_response(),
+    };
+    let mut response: actix_http::Response<BoxBody> = response.into();
+    let start = response.extensions_mut().remove::<StartConnection>();
+    let (head, body) = response.into_parts();
+    match start {
+        Some(start) if head.status() == actix_web::http::StatusCode::SWITCHING_PROTOCOLS => {
+            framed
+                .send(h1::Message::Item((head, BodySize::None)))
+                .await?;
+            let parts = framed.into_parts();
+            start.start(Upgraded {
+                socket: Box::new(parts.io),
+                early: parts.read_buf,
+            });
+        }
+        _ => {
+            // Refusals are short JSON bodies: written whole, then the
+            // connection ends.
+            let body = actix_http::body::to_bytes(body)
+                .await
+                .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))?;
+            framed
+                .send(h1::Message::Item((
+                    head,
+                    BodySize::Sized(body.len() as u64),
+                )))
+                .await?;
+            framed.send(h1::Message::Chunk(Some(body))).await?;
+            framed.send(h1::Message::Chunk(None)).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The rustls server configuration for the PEM chain at `cert` and the PEM
@@ -262,10 +464,8 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeErro
 
 /// Sets TCP_USER_TIMEOUT on every accepted socket: a peer that stops reading
 /// (zero window) is aborted by the kernel after `timeout`, which frees its
-/// connection even though its actor cannot run while the write buffer is
-/// full. Also turns Nagle's algorithm off, and records the socket for the
-/// connection actor ([`AcceptedSocket`]) to end promptly after a close.
-fn tune_accepted_socket(conn: &dyn Any, ext: &mut Extensions, timeout: Duration) {
+/// connection and its queued frames. Also turns Nagle's algorithm off.
+fn tune_accepted_socket(conn: &dyn Any, _: &mut Extensions, timeout: Duration) {
     let tcp = conn.downcast_ref::<TcpStream>().or_else(|| {
         conn.downcast_ref::<TlsStream<TcpStream>>()
             .map(|tls| tls.get_ref().0)
@@ -280,7 +480,6 @@ fn tune_accepted_socket(conn: &dyn Any, ext: &mut Extensions, timeout: Duration)
         if let Err(e) = socket.set_tcp_nodelay(true) {
             log::warn!("cannot set TCP_NODELAY: {e}");
         }
-        ext.insert(AcceptedSocket::new(tcp.as_raw_fd()));
     }
 }
 

@@ -3,20 +3,23 @@
 //! Every protocol's upgrade goes through [`admit`], which refuses a browser
 //! page from an origin `server.allowed_origins` does not list (403), applies
 //! the connection caps (503 when over) and builds the shared connection core.
+//! An accepted upgrade is answered by [`accept`]: a 101 that carries the
+//! actor's start, which the server's upgrade hook runs with the socket once
+//! the answer is written (see `server.rs`).
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
 use switchboard_actors::auth::{token_from, Claims};
 use switchboard_actors::chat::ChatMember;
 use switchboard_actors::concierge::{wire, ConciergeClient};
 use switchboard_actors::connection::{
-    AcceptedSocket, ClientHeaders, Connection, ConnectionCore, Disconnect, Heartbeat,
+    ClientHeaders, Connection, ConnectionCore, Disconnect, Heartbeat, Hooks,
 };
 use switchboard_actors::live::{LiveClient, LiveUser};
 use switchboard_actors::metrics::metrics;
 use switchboard_actors::rooms::RoomsClient;
 use switchboard_actors::sessions::Watcher;
+use switchboard_actors::transport::{StartConnection, Upgraded};
 use switchboard_actors::Protocol;
 
 use crate::http::{ApiError, AppState};
@@ -120,8 +123,47 @@ fn admit(
         broker.registry.clone(),
         ticket,
     )
-    .with_socket(req.conn_data::<AcceptedSocket>().copied())
     .with_client_headers(client_headers(req)))
+}
+
+/// Answers a WebSocket upgrade with 101, naming `subprotocol` when the
+/// client offered it, and hands `start` the socket once the answer is
+/// written. Requests that are not a WebSocket handshake get actix-http's
+/// handshake errors (400, 405).
+pub fn accept(
+    req: &HttpRequest,
+    subprotocol: Option<&str>,
+    start: impl FnOnce(Upgraded) + 'static,
+) -> Result<HttpResponse, actix_web::Error> {
+    let mut answer = actix_http::ws::handshake(req.head())?;
+    if let Some(subprotocol) = subprotocol.filter(|name| offered(req, name)) {
+        answer.insert_header((header::SEC_WEBSOCKET_PROTOCOL, subprotocol));
+    }
+    let mut response = HttpResponse::from(answer.finish().map_into_boxed_body());
+    response
+        .extensions_mut()
+        .insert(StartConnection::new(start));
+    Ok(response)
+}
+
+/// Whether the client lists `name` in `Sec-WebSocket-Protocol`.
+fn offered(req: &HttpRequest, name: &str) -> bool {
+    req.headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .any(|offer| offer.trim() == name)
+}
+
+/// Accepts the upgrade for a connection of protocol state `state`.
+fn start<P: Hooks>(
+    req: &HttpRequest,
+    connection: Connection<P>,
+    subprotocol: Option<&str>,
+) -> Result<HttpResponse, actix_web::Error> {
+    accept(req, subprotocol, move |upgraded| {
+        connection.start_on(upgraded);
+    })
 }
 
 /// The `Origin` and `User-Agent` of an upgrade request, as the operator
@@ -134,7 +176,6 @@ fn client_headers(req: &HttpRequest) -> ClientHeaders {
 /// `GET /sessions`: a session-list watcher.
 pub async fn sessions(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let core = admit(&req, &state, Protocol::Sessions)?;
@@ -143,16 +184,13 @@ pub async fn sessions(
         core,
         Watcher::new(broker.session_feed.clone(), broker.session_epoch.clone()),
     );
-    ws::WsResponseBuilder::new(watcher, &req, stream)
-        .frame_size(broker.limits.max_frame_bytes())
-        .start()
+    start(&req, watcher, None)
 }
 
 /// `GET /concierge`: a concierge client. The `ert-concierge` subprotocol is
 /// echoed when offered; the heartbeat is the concierge's own (close 4009).
 pub async fn concierge(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let broker = &state.broker;
@@ -174,10 +212,7 @@ pub async fn concierge(
             settings.clone(),
         ),
     );
-    ws::WsResponseBuilder::new(client, &req, stream)
-        .protocols(&[wire::SUBPROTOCOL])
-        .frame_size(broker.limits.max_frame_bytes())
-        .start()
+    start(&req, client, Some(wire::SUBPROTOCOL))
 }
 
 /// `GET /chat/ws` and `GET /chat/ws/{room}`: a workshop chat user. The room
@@ -185,7 +220,6 @@ pub async fn concierge(
 /// the protocol's `connection_reject`.
 pub async fn chat(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
     room: Option<web::Path<String>>,
 ) -> Result<HttpResponse, actix_web::Error> {
@@ -199,9 +233,7 @@ pub async fn chat(
             room.map(web::Path::into_inner),
         ),
     );
-    ws::WsResponseBuilder::new(member, &req, stream)
-        .frame_size(broker.limits.max_frame_bytes())
-        .start()
+    start(&req, member, None)
 }
 
 /// The claims of the request's JWT (`?token=` or `Authorization: Bearer`);
@@ -225,7 +257,6 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError>
 /// `GET /live`: a live presence client, authenticated by its JWT.
 pub async fn live(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let claims = authenticate(&req, &state)?;
@@ -239,15 +270,12 @@ pub async fn live(
         core,
         LiveClient::new(me, broker.store.clone(), broker.presence.clone()),
     );
-    ws::WsResponseBuilder::new(client, &req, stream)
-        .frame_size(broker.limits.max_frame_bytes())
-        .start()
+    start(&req, client, None)
 }
 
 /// `GET /rooms`: a permissioned-rooms client, authenticated by its JWT.
 pub async fn rooms(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let claims = authenticate(&req, &state)?;
@@ -265,9 +293,7 @@ pub async fn rooms(
         core,
         RoomsClient::new(user, broker.rooms_directory.clone(), broker.rooms.clone()),
     );
-    ws::WsResponseBuilder::new(client, &req, stream)
-        .frame_size(broker.limits.max_frame_bytes())
-        .start()
+    start(&req, client, None)
 }
 
 #[cfg(test)]

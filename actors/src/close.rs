@@ -9,7 +9,7 @@
 //! them, and [`ConnectionCore`](crate::connection::ConnectionCore) is the
 //! only place that sends them.
 
-use actix_web_actors::ws::CloseCode;
+use actix_http::ws::CloseCode;
 
 use crate::connection::Disconnect;
 
@@ -124,7 +124,7 @@ impl Disconnect {
         Self::new(code, reason)
     }
 
-    /// The code as actix-web-actors sends it.
+    /// The code as the close frame carries it.
     pub fn close_code(&self) -> CloseCode {
         CloseCode::from(self.code)
     }

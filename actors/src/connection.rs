@@ -1,8 +1,8 @@
 //! The connection actor every protocol shares.
 //!
 //! [`Connection`] is the one WebSocket actor of the broker: it owns a
-//! [`ConnectionCore`] and a protocol's own state, and implements everything
-//! that is the same for every protocol. The core answers pings, reassembles
+//! [`ConnectionCore`] (with the socket's [`Transport`]) and a protocol's own
+//! state, and implements everything that is the same for every protocol. The core answers pings, reassembles
 //! fragmented messages, enforces the frame-size limit (close 1009) and the
 //! inbound rate limit (refusal, then close 1008), judges liveness by
 //! heartbeat, owns the bounded outbox and its flush, closes with codes from
@@ -14,15 +14,13 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_http::ws::Item;
+use actix_http::ws::{CloseReason, Item, Message, ProtocolError};
 use actix_web::web::{Bytes, BytesMut};
-use actix_web_actors::ws::{self, CloseReason, ProtocolError, WebsocketContext};
 use bytestring::ByteString;
 
 use crate::admission::Ticket;
@@ -30,6 +28,7 @@ use crate::limits::{Limits, TokenBucket};
 use crate::metrics::{metrics, ProtocolErrorKind, ProtocolMetrics};
 use crate::outbox::{Flush, Outbox};
 use crate::registry::{Connected, Disconnected, Registry};
+use crate::transport::{ReadError, Transport, Upgraded, WebSocketActor};
 use crate::Protocol;
 
 /// Identifies one WebSocket connection for the life of the process.
@@ -177,37 +176,6 @@ impl ClientHeaders {
     }
 }
 
-/// The accepted TCP socket under a connection, recorded when the server
-/// accepts it (`HttpServer::on_connect`), so the connection can end it as
-/// soon as a close handshake is done.
-///
-/// Without it, actix-http keeps reading (and discarding) from a socket whose
-/// response has ended until the client hangs up or its disconnect timeout
-/// passes (0.5 to 1 s): the client, which per RFC 6455 waits for the server to
-/// close first, waited that long on every close.
-#[derive(Clone, Copy, Debug)]
-pub struct AcceptedSocket(RawFd);
-
-impl AcceptedSocket {
-    /// The socket with this descriptor.
-    pub fn new(fd: RawFd) -> Self {
-        AcceptedSocket(fd)
-    }
-
-    /// Stops reading: actix-http sees end-of-stream, writes out what is
-    /// queued (the close frame) and closes the connection at once. Call it
-    /// from the connection's actor only, once the client's close is answered.
-    pub fn end_reading(self) {
-        // SAFETY: a connection actor runs inside the response body of its
-        // HTTP connection, so its handlers run only while the connection,
-        // and with it this descriptor, is open: it cannot name another socket.
-        let fd = unsafe { BorrowedFd::borrow_raw(self.0) };
-        if let Err(e) = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Read) {
-            log::debug!("could not end reading the socket: {e}");
-        }
-    }
-}
-
 /// The connection actor: the shared mechanics in `core`, the protocol's
 /// per-connection state in `state`.
 pub struct Connection<P> {
@@ -217,13 +185,27 @@ pub struct Connection<P> {
     pub state: P,
 }
 
-/// The context a [`Connection`] runs in: a WebSocket actor's.
-pub type ConnectionContext<P> = WebsocketContext<Connection<P>>;
+/// The context a [`Connection`] runs in.
+pub type ConnectionContext<P> = Context<Connection<P>>;
 
 impl<P: Hooks> Connection<P> {
     /// A connection with this core and protocol state (not yet started).
     pub fn new(core: ConnectionCore, state: P) -> Self {
         Connection { core, state }
+    }
+
+    /// Starts the connection on the current arbiter, owning the socket of
+    /// its upgraded request.
+    pub fn start_on(mut self, upgraded: Upgraded) -> Addr<Self> {
+        let limits = &self.core.limits;
+        // A client that lags is given as much again as its outbox holds.
+        let transport = Transport::new(
+            upgraded,
+            limits.max_frame_bytes(),
+            limits.outbound_queue_byte_bound(),
+        );
+        self.core.transport = Some(transport);
+        self.start()
     }
 }
 
@@ -268,8 +250,12 @@ impl<P: Hooks> Actor for Connection<P> {
     }
 }
 
-impl<P: Hooks> StreamHandler<Result<ws::Message, ProtocolError>> for Connection<P> {
-    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+impl<P: Hooks> WebSocketActor for Connection<P> {
+    fn transport(&mut self) -> &mut Transport {
+        self.core.transport()
+    }
+
+    fn received(&mut self, item: Result<Message, ReadError>, ctx: &mut Self::Context) {
         let Some(inbound) = self.core.receive(item, ctx) else {
             return;
         };
@@ -284,13 +270,17 @@ impl<P: Hooks> StreamHandler<Result<ws::Message, ProtocolError>> for Connection<
         }
         self.core.observe_handling(started);
     }
+
+    fn writable(&mut self, _: &mut Self::Context) {
+        self.core.flush();
+    }
 }
 
 impl<P: Hooks> Handler<Flush> for Connection<P> {
     type Result = ();
 
-    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
-        self.core.flush(ctx);
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+        self.core.flush();
     }
 }
 
@@ -318,18 +308,15 @@ pub struct MemberHandle {
 /// allocation between calls. Answers how many frames and payload bytes
 /// were written. Every WebSocket fed through an outbox (connections,
 /// consoles) drains it here.
-pub fn write_queued<A>(
-    ctx: &mut WebsocketContext<A>,
+pub fn write_queued(
+    transport: &mut Transport,
     outbox: &Outbox,
     batch: &mut VecDeque<Frames>,
-) -> (u64, u64)
-where
-    A: Actor<Context = WebsocketContext<A>>,
-{
+) -> (u64, u64) {
     outbox.take(batch);
     batch
         .drain(..)
-        .map(|frames| ConnectionCore::write_frames(ctx, frames))
+        .map(|frames| ConnectionCore::write_frames(transport, frames))
         .fold((0, 0), |(f, b), (frames, bytes)| (f + frames, b + bytes))
 }
 
@@ -377,7 +364,8 @@ pub struct ConnectionCore {
     /// The batch being written, kept between flushes for its allocation.
     batch: VecDeque<Frames>,
     stats: Arc<ConnectionStats>,
-    socket: Option<AcceptedSocket>,
+    /// The socket; set when the connection starts (see [`Connection::start_on`]).
+    transport: Option<Transport>,
     client: ClientHeaders,
     /// The broker has sent its close frame and waits for the client's.
     closing: bool,
@@ -418,7 +406,7 @@ impl ConnectionCore {
             outbox: None,
             batch: VecDeque::new(),
             stats: Arc::default(),
-            socket: None,
+            transport: None,
             client: ClientHeaders::default(),
             closing: false,
             _ticket: ticket,
@@ -432,17 +420,18 @@ impl ConnectionCore {
         self
     }
 
-    /// Records the accepted socket under the connection (before start), so
-    /// that a finished close handshake ends it at once.
-    pub fn with_socket(mut self, socket: Option<AcceptedSocket>) -> Self {
-        self.socket = socket;
-        self
-    }
-
     /// Replaces the broker-wide heartbeat with a protocol's own (before start).
     pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
         self.heartbeat = heartbeat;
         self
+    }
+
+    /// The connection's socket. Every connection starts with one
+    /// ([`Connection::start_on`]), so the core never runs without it.
+    fn transport(&mut self) -> &mut Transport {
+        self.transport
+            .as_mut()
+            .expect("a connection is started with its transport")
     }
 
     /// The limits this connection runs under.
@@ -474,9 +463,10 @@ impl ConnectionCore {
         }
     }
 
-    /// From [`Connection`]'s `started`: opens the bounded outbox, starts
-    /// the heartbeat and registers the connection.
+    /// From [`Connection`]'s `started`: starts the transport, opens the
+    /// bounded outbox, starts the heartbeat and registers the connection.
     pub fn started<P: Hooks>(&mut self, ctx: &mut ConnectionContext<P>) {
+        Transport::start(ctx);
         let outbox = Outbox::bounded(
             self.limits.outbound_queue,
             self.limits.outbound_queue_byte_bound(),
@@ -504,7 +494,7 @@ impl ConnectionCore {
             if core.last_heard.elapsed() > timeout {
                 core.close(ctx, &close);
             } else {
-                ctx.ping(b"");
+                core.transport().ping(b"");
             }
         });
     }
@@ -521,81 +511,66 @@ impl ConnectionCore {
     /// Handles one item of the WebSocket stream; returns a whole message for
     /// the protocol, or `None` when the core dealt with it (control frames,
     /// fragments, violations that close the socket).
-    pub fn receive<A>(
+    pub fn receive<A: WebSocketActor>(
         &mut self,
-        item: Result<ws::Message, ProtocolError>,
-        ctx: &mut WebsocketContext<A>,
-    ) -> Option<Inbound>
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
+        item: Result<Message, ReadError>,
+        ctx: &mut Context<A>,
+    ) -> Option<Inbound> {
         self.last_heard = Instant::now();
         if self.closing {
             // Only the answer to our close matters now: it ends the socket.
-            if let Ok(ws::Message::Close(_)) = item {
-                self.end(ctx);
+            if let Ok(Message::Close(_)) = item {
+                self.transport().end();
             }
             return None;
         }
         let message = match item {
             Ok(message) => message,
-            Err(ProtocolError::Overflow) => {
+            Err(ReadError::Protocol(ProtocolError::Overflow)) => {
                 self.close(ctx, &Disconnect::too_big());
                 return None;
             }
-            // actix-web-actors reports a text frame that is not UTF-8 as an
-            // I/O error of kind `Other`; real socket errors end the stream anyway.
-            Err(ProtocolError::Io(e)) if e.kind() == std::io::ErrorKind::Other => {
+            Err(ReadError::NotUtf8) => {
                 self.close(ctx, &Disconnect::not_utf8());
                 return None;
             }
-            Err(e) => {
+            Err(ReadError::Protocol(e)) => {
                 self.close(ctx, &Disconnect::protocol_error(e.to_string()));
+                return None;
+            }
+            Err(ReadError::Io(e)) => {
+                log::debug!("{} connection {}: {e}", self.protocol, self.id);
+                ctx.stop();
                 return None;
             }
         };
         match message {
-            ws::Message::Text(text) => self.admit(Inbound::Text(text)),
-            ws::Message::Binary(bytes) => self.admit(Inbound::Binary(bytes)),
-            ws::Message::Continuation(item) => self.fragment(item, ctx),
-            ws::Message::Ping(payload) => {
-                ctx.pong(&payload);
+            Message::Text(text) => self.admit(Inbound::Text(text)),
+            Message::Binary(bytes) => self.admit(Inbound::Binary(bytes)),
+            Message::Continuation(item) => self.fragment(item, ctx),
+            Message::Ping(payload) => {
+                self.transport().pong(payload);
                 None
             }
-            ws::Message::Pong(_) | ws::Message::Nop => None,
-            ws::Message::Close(reason) => {
-                // The client closed: answer, and end the connection now that
-                // the handshake is done instead of waiting for its hang-up.
-                ctx.close(reason);
-                self.end(ctx);
+            Message::Pong(_) | Message::Nop => None,
+            Message::Close(reason) => {
+                // The client closed: answer, and end the connection once the
+                // answer is written instead of waiting for its hang-up.
+                let transport = self.transport();
+                transport.close(reason);
+                transport.end();
                 None
             }
-        }
-    }
-
-    /// Stops the connection once its close handshake is done: actix-http
-    /// writes out what is queued (the close frame) and ends the socket at
-    /// once, instead of lingering for the client to hang up.
-    fn end<A>(&mut self, ctx: &mut WebsocketContext<A>)
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
-        ctx.stop();
-        if let Some(socket) = self.socket {
-            socket.end_reading();
         }
     }
 
     /// Writes text frames to this connection's socket (nothing once the
     /// close frame is sent: it is the last frame).
-    pub fn write<A>(&mut self, ctx: &mut WebsocketContext<A>, frames: Frames)
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
+    pub fn write(&mut self, frames: Frames) {
         if self.closing {
             return;
         }
-        let (written, bytes) = Self::write_frames(ctx, frames);
+        let (written, bytes) = Self::write_frames(self.transport(), frames);
         self.count_out(written, bytes);
     }
 
@@ -608,25 +583,22 @@ impl ConnectionCore {
             .fetch_add(written, Ordering::Relaxed);
     }
 
-    /// Writes `frames` and says how many there were and their payload
+    /// Queues `frames` and says how many there were and their payload
     /// bytes. A single frame is moved, not cloned: its shared bytes are
     /// touched by every recipient's thread, so each reference-count change
     /// costs.
-    fn write_frames<A>(ctx: &mut WebsocketContext<A>, frames: Frames) -> (u64, u64)
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
+    fn write_frames(transport: &mut Transport, frames: Frames) -> (u64, u64) {
         match frames {
             Frames::One(frame) => {
                 let bytes = frame.len() as u64;
-                ctx.text(frame);
+                transport.text(frame);
                 (1, bytes)
             }
             Frames::Many(frames) => {
                 let mut bytes = 0;
                 for frame in frames.iter() {
                     bytes += frame.len() as u64;
-                    ctx.text(frame.clone());
+                    transport.text(frame.clone());
                 }
                 (frames.len() as u64, bytes)
             }
@@ -637,19 +609,24 @@ impl ConnectionCore {
     /// a broadcast that the request itself caused (queued before the answer
     /// came back) reaches the client before the reply, as the concierge's
     /// clients expect.
-    pub fn write_behind_queued<A>(&mut self, ctx: &mut WebsocketContext<A>, frames: Frames)
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
-        self.flush(ctx);
-        self.write(ctx, frames);
+    pub fn write_behind_queued(&mut self, frames: Frames) {
+        self.drain_outbox();
+        self.write(frames);
     }
 
-    /// Writes everything queued in the outbox (on its [`Flush`]).
-    pub fn flush<A>(&mut self, ctx: &mut WebsocketContext<A>)
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
+    /// Writes what is queued in the outbox (on its [`Flush`]), unless the
+    /// socket is already behind: then the frames wait in the outbox, where
+    /// a client that does not read runs into the outbox's bounds, until the
+    /// transport calls for more.
+    pub fn flush(&mut self) {
+        if self.transport().is_behind() {
+            return;
+        }
+        self.drain_outbox();
+    }
+
+    /// Writes everything queued in the outbox.
+    fn drain_outbox(&mut self) {
         let Some(outbox) = &self.outbox else {
             return;
         };
@@ -658,8 +635,12 @@ impl ConnectionCore {
             self.batch.clear();
             return;
         }
+        let transport = self
+            .transport
+            .as_mut()
+            .expect("a connection is started with its transport");
         // One update of the shared counters per batch, not per frame.
-        let (written, bytes) = write_queued(ctx, outbox, &mut self.batch);
+        let (written, bytes) = write_queued(transport, outbox, &mut self.batch);
         self.metrics.flushed(written);
         self.count_out(written, bytes);
     }
@@ -668,11 +649,11 @@ impl ConnectionCore {
     /// ends the socket, see [`ConnectionCore::receive`]) for at most
     /// [`CLOSE_ANSWER_TIMEOUT`]. Meanwhile nothing else is written or
     /// handed to the protocol. Per RFC 6455 the side that closes first waits
-    /// for the other's close frame; a client that never answers is cut off.
-    pub fn close<A>(&mut self, ctx: &mut WebsocketContext<A>, close: &Disconnect)
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
+    /// for the other's close frame; a client that never answers, or whose
+    /// stream broke (no answer can be read), is ended without it: what is
+    /// queued, the close frame last, is still written (a client that does
+    /// not read at all is cut off by the socket's write timeout).
+    pub fn close<A: WebSocketActor>(&mut self, ctx: &mut Context<A>, close: &Disconnect) {
         if self.closing {
             return;
         }
@@ -685,23 +666,19 @@ impl ConnectionCore {
             close.code,
             close.reason
         );
-        ctx.close(Some(CloseReason {
+        let transport = self.transport();
+        transport.close(Some(CloseReason {
             code: close.close_code(),
             description: Some(close.reason.clone()),
         }));
-        let socket = self.socket;
-        ctx.run_later(CLOSE_ANSWER_TIMEOUT, move |_, ctx| {
-            ctx.stop();
-            if let Some(socket) = socket {
-                socket.end_reading();
-            }
-        });
+        if transport.is_broken() {
+            transport.end();
+            return;
+        }
+        ctx.run_later(CLOSE_ANSWER_TIMEOUT, |act, _| act.transport().end());
     }
 
-    fn fragment<A>(&mut self, item: Item, ctx: &mut WebsocketContext<A>) -> Option<Inbound>
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
+    fn fragment<A: WebSocketActor>(&mut self, item: Item, ctx: &mut Context<A>) -> Option<Inbound> {
         let (first, chunk, last) = match item {
             Item::FirstText(b) => (Some(true), b, false),
             Item::FirstBinary(b) => (Some(false), b, false),
@@ -769,10 +746,7 @@ impl ConnectionCore {
 
     /// Whether the client has ignored the rate limit long enough to be closed
     /// (call after answering an [`Inbound::RateLimited`]).
-    pub fn close_if_abusive<A>(&mut self, ctx: &mut WebsocketContext<A>) -> bool
-    where
-        A: Actor<Context = WebsocketContext<A>>,
-    {
+    pub fn close_if_abusive<A: WebSocketActor>(&mut self, ctx: &mut Context<A>) -> bool {
         if self.refused_in_a_row > self.limits.burst {
             self.close(ctx, &Disconnect::rate_limited());
             return true;

@@ -32,6 +32,7 @@ pub mod rooms;
 pub mod sessions;
 pub mod store;
 pub mod timestamp;
+pub mod transport;
 
 pub use broker::{Broker, BrokerSettings};
 pub use protocol::Protocol;

@@ -22,15 +22,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix_http::ws::{CloseCode, CloseReason, Message};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws::{self, CloseCode, CloseReason, WebsocketContext};
 use serde::Deserialize;
 use switchboard_actors::admission::Ticket;
 use switchboard_actors::close;
-use switchboard_actors::connection::{write_queued, AcceptedSocket, Disconnect, Frames};
+use switchboard_actors::connection::{write_queued, Disconnect, Frames};
 use switchboard_actors::monitor::{Monitor, Unwatch, Watch};
 use switchboard_actors::outbox::{Flush, Outbox};
+use switchboard_actors::transport::{ReadError, Transport, WebSocketActor};
 
 use super::admin::is_admin_key;
 use super::{ApiError, AppState};
@@ -46,6 +47,10 @@ const KEY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest frame a console may send (its key).
 const MAX_CONSOLE_FRAME: usize = 4096;
+
+/// Bytes waiting for a console's socket above which its pushes stay in
+/// its outbox (a few samples).
+const CONSOLE_HIGH_WATER: usize = 64 * 1024;
 
 /// How often the broker pings a console, so idle proxies keep its socket.
 const PING_INTERVAL: Duration = Duration::from_secs(15);
@@ -118,7 +123,6 @@ impl Drop for ConsoleSlot {
 /// `GET /api/admin/live`: the console's feed (key in the first frame).
 pub async fn live(
     req: HttpRequest,
-    stream: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     if !same_origin(&req) {
@@ -129,18 +133,19 @@ pub async fn live(
         .admission
         .admit(crate::client_addr::client_ip(&req))
         .map_err(|refused| ApiError::Unavailable(refused.to_string()))?;
-    let watcher = ConsoleWatcher {
-        state: state.into_inner(),
-        watching: None,
-        slot: None,
-        outbox: None,
-        batch: VecDeque::new(),
-        socket: req.conn_data::<AcceptedSocket>().copied(),
-        _ticket: ticket,
-    };
-    ws::WsResponseBuilder::new(watcher, &req, stream)
-        .frame_size(MAX_CONSOLE_FRAME)
-        .start()
+    let state = state.into_inner();
+    crate::ws::accept(&req, None, move |upgraded| {
+        ConsoleWatcher {
+            state,
+            watching: None,
+            slot: None,
+            outbox: None,
+            batch: VecDeque::new(),
+            transport: Transport::new(upgraded, MAX_CONSOLE_FRAME, CONSOLE_HIGH_WATER),
+            _ticket: ticket,
+        }
+        .start();
+    })
 }
 
 /// Whether the upgrade comes from a page of the broker's own origin (the
@@ -169,8 +174,7 @@ struct ConsoleWatcher {
     outbox: Option<Outbox>,
     /// The pushes being written, kept between flushes for its allocation.
     batch: VecDeque<Frames>,
-    /// Ended as soon as a close handshake is done.
-    socket: Option<AcceptedSocket>,
+    transport: Transport,
     _ticket: Ticket,
 }
 
@@ -181,28 +185,33 @@ struct KeyFrame {
 }
 
 impl ConsoleWatcher {
+    fn write_queued(&mut self) {
+        if let Some(outbox) = &self.outbox {
+            write_queued(&mut self.transport, outbox, &mut self.batch);
+        }
+    }
+
     fn monitor(&self) -> &Addr<Monitor> {
         &self.state.broker.monitor
     }
 
     /// Closes with `code` (from [the close-code table](switchboard_actors::close)).
-    fn refuse(ctx: &mut WebsocketContext<Self>, code: u16, reason: &str) {
-        ctx.close(Some(CloseReason {
+    fn refuse(&mut self, code: u16, reason: &str) {
+        self.transport.close(Some(CloseReason {
             code: CloseCode::from(code),
             description: Some(reason.to_owned()),
         }));
-        ctx.stop();
+        self.transport.end();
     }
 
-    fn unlock(&mut self, text: &str, ctx: &mut WebsocketContext<Self>) {
+    fn unlock(&mut self, text: &str, ctx: &mut Context<Self>) {
         let key = serde_json::from_str::<KeyFrame>(text).map(|frame| frame.key);
         if !key.is_ok_and(|key| is_admin_key(&self.state, &key)) {
             log::warn!("console refused: invalid admin key");
-            return Self::refuse(ctx, close::POLICY, "invalid admin key");
+            return self.refuse(close::POLICY, "invalid admin key");
         }
         let Some(slot) = ConsoleSlot::take() else {
-            return Self::refuse(
-                ctx,
+            return self.refuse(
                 close::TRY_AGAIN_LATER,
                 &format!("at most {MAX_CONSOLES} consoles may watch at once"),
             );
@@ -227,16 +236,17 @@ impl ConsoleWatcher {
 }
 
 impl Actor for ConsoleWatcher {
-    type Context = WebsocketContext<Self>;
+    type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        Transport::start(ctx);
         self.outbox = Some(Outbox::new(CONSOLE_QUEUE, ctx.address().recipient()));
-        ctx.run_later(KEY_TIMEOUT, |console, ctx| {
+        ctx.run_later(KEY_TIMEOUT, |console, _| {
             if console.slot.is_none() {
-                Self::refuse(ctx, close::POLICY, "no key");
+                console.refuse(close::POLICY, "no key");
             }
         });
-        ctx.run_interval(PING_INTERVAL, |_, ctx| ctx.ping(b""));
+        ctx.run_interval(PING_INTERVAL, |console, _| console.transport.ping(b""));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -251,31 +261,34 @@ impl Actor for ConsoleWatcher {
 
 impl Handler<Flush> for ConsoleWatcher {
     type Result = ();
-    fn handle(&mut self, _: Flush, ctx: &mut Self::Context) {
-        if let Some(outbox) = &self.outbox {
-            write_queued(ctx, outbox, &mut self.batch);
+    fn handle(&mut self, _: Flush, _: &mut Self::Context) {
+        // A console that does not read leaves its pushes in the outbox,
+        // whose bound is the slow-consumer policy.
+        if !self.transport.is_behind() {
+            self.write_queued();
         }
     }
 }
 
 impl Handler<Disconnect> for ConsoleWatcher {
     type Result = ();
-    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        Self::refuse(ctx, msg.code, &msg.reason);
+    fn handle(&mut self, msg: Disconnect, _: &mut Self::Context) {
+        self.refuse(msg.code, &msg.reason);
     }
 }
 
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConsoleWatcher {
-    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+impl WebSocketActor for ConsoleWatcher {
+    fn transport(&mut self) -> &mut Transport {
+        &mut self.transport
+    }
+
+    fn received(&mut self, item: Result<Message, ReadError>, ctx: &mut Self::Context) {
         match item {
-            Ok(ws::Message::Text(text)) if self.slot.is_none() => self.unlock(&text, ctx),
-            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
-            Ok(ws::Message::Close(reason)) => {
-                ctx.close(reason);
-                ctx.stop();
-                if let Some(socket) = self.socket {
-                    socket.end_reading();
-                }
+            Ok(Message::Text(text)) if self.slot.is_none() => self.unlock(&text, ctx),
+            Ok(Message::Ping(payload)) => self.transport.pong(payload),
+            Ok(Message::Close(reason)) => {
+                self.transport.close(reason);
+                self.transport.end();
             }
             Ok(_) => {}
             Err(e) => {
@@ -283,5 +296,9 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ConsoleWatcher {
                 ctx.stop();
             }
         }
+    }
+
+    fn writable(&mut self, _: &mut Self::Context) {
+        self.write_queued();
     }
 }

@@ -89,25 +89,22 @@ impl ChatMember {
 }
 
 impl Connection<ChatMember> {
-    fn send(&mut self, ctx: &mut ConnectionContext<ChatMember>, event: ServerEvent<'_>) {
+    fn send(&mut self, event: ServerEvent<'_>) {
         let frame = event.encode();
-        self.core.write(ctx, Frames::One(frame.into()));
+        self.core.write(Frames::One(frame.into()));
     }
 
-    fn error(&mut self, ctx: &mut ConnectionContext<ChatMember>, message: &str) {
-        self.send(
-            ctx,
-            ServerEvent::System {
-                severity: Severity::Error,
-                message,
-            },
-        );
+    fn error(&mut self, message: &str) {
+        self.send(ServerEvent::System {
+            severity: Severity::Error,
+            message,
+        });
     }
 
     /// The `system` error answering an event that cannot be read.
-    fn invalid_format(&mut self, ctx: &mut ConnectionContext<ChatMember>) {
+    fn invalid_format(&mut self) {
         metrics().protocol_error(Protocol::Chat, ProtocolErrorKind::Malformed);
-        self.error(ctx, INVALID_FORMAT);
+        self.error(INVALID_FORMAT);
     }
 
     /// The `connection_reject` answering a first frame that cannot be read.
@@ -118,7 +115,7 @@ impl Connection<ChatMember> {
 
     /// `connection_reject`, then a close frame.
     fn reject(&mut self, ctx: &mut ConnectionContext<ChatMember>, response: &str) {
-        self.send(ctx, ServerEvent::ConnectionReject { response });
+        self.send(ServerEvent::ConnectionReject { response });
         self.core.close(ctx, &Disconnect::normal(response));
     }
 
@@ -178,23 +175,17 @@ impl Connection<ChatMember> {
                     return act.reject(ctx, &response);
                 }
             };
-            act.send(
-                ctx,
-                ServerEvent::ConnectionResponse {
-                    username: &username,
-                    user_id: joined.user_id,
-                },
-            );
-            act.send(
-                ctx,
-                ServerEvent::AllRooms {
-                    rooms: &joined.rooms,
-                },
-            );
+            act.send(ServerEvent::ConnectionResponse {
+                username: &username,
+                user_id: joined.user_id,
+            });
+            act.send(ServerEvent::AllRooms {
+                rooms: &joined.rooms,
+            });
             if let Some(room) = &joined.created {
-                act.send(ctx, ServerEvent::RoomCreate { room });
+                act.send(ServerEvent::RoomCreate { room });
             }
-            act.enter(ctx, entered);
+            act.enter(entered);
             act.core.identify(&username);
             log::debug!("chat user {username} joined");
             act.state.stage = Stage::Joined {
@@ -205,11 +196,11 @@ impl Connection<ChatMember> {
     }
 
     /// Writes the frames a room sends a newcomer first.
-    fn enter(&mut self, ctx: &mut ConnectionContext<ChatMember>, entered: Entered) {
-        self.core.write(
-            ctx,
-            Frames::from(vec![entered.history.into(), entered.users_online.into()]),
-        );
+    fn enter(&mut self, entered: Entered) {
+        self.core.write(Frames::from(vec![
+            entered.history.into(),
+            entered.users_online.into(),
+        ]));
     }
 
     /// Every event after joining.
@@ -222,12 +213,10 @@ impl Connection<ChatMember> {
     ) {
         let event = match ClientEvent::decode(text) {
             Ok(event) => event,
-            Err(_) => return self.invalid_format(ctx),
+            Err(_) => return self.invalid_format(),
         };
         match event {
-            ClientEvent::Message { username, message } => {
-                self.say(ctx, me, &room, &username, message)
-            }
+            ClientEvent::Message { username, message } => self.say(me, &room, &username, message),
             ClientEvent::Typing {
                 username,
                 is_typing,
@@ -238,29 +227,22 @@ impl Connection<ChatMember> {
                 username,
                 room_name,
             } => self.clear_chat(ctx, me, &room, &username, room_name),
-            ClientEvent::ConnectionRequest { .. } => self.invalid_format(ctx),
+            ClientEvent::ConnectionRequest { .. } => self.invalid_format(),
         }
     }
 
     /// `message`: checked (author, emptiness, length), then said in the
     /// user's room, which broadcasts it once committed.
-    fn say(
-        &mut self,
-        ctx: &mut ConnectionContext<ChatMember>,
-        me: String,
-        room: &Addr<Room>,
-        claimed: &str,
-        message: String,
-    ) {
+    fn say(&mut self, me: String, room: &Addr<Room>, claimed: &str, message: String) {
         if claimed != me {
             return self.spoofed(room, &me, claimed, "a message");
         }
         if message.trim().is_empty() {
-            return self.error(ctx, "Message is empty");
+            return self.error("Message is empty");
         }
         let limit = self.state.settings.max_message_chars;
         if message.chars().count() > limit {
-            return self.error(ctx, &format!("Message is longer than {limit} characters"));
+            return self.error(&format!("Message is longer than {limit} characters"));
         }
         room.do_send(Say {
             username: me,
@@ -298,10 +280,10 @@ impl Connection<ChatMember> {
         ctx.wait(
             request
                 .into_actor(self)
-                .map(move |found, act, ctx| match found {
+                .map(move |found, act, _| match found {
                     Ok(Some(target)) => target.do_send(Clear { username: me }),
-                    Ok(None) => act.error(ctx, &format!("Room {room_name} not found")),
-                    Err(e) => act.error(ctx, &format!("internal error: {e}")),
+                    Ok(None) => act.error(&format!("Room {room_name} not found")),
+                    Err(e) => act.error(&format!("internal error: {e}")),
                 }),
         );
     }
@@ -318,7 +300,7 @@ impl Connection<ChatMember> {
     ) {
         let name = match check_name(room_name) {
             Ok(name) => name,
-            Err(e) => return self.reject_room(ctx, &invalid_room(e)),
+            Err(e) => return self.reject_room(&invalid_room(e)),
         };
         let per_minute = self.state.settings.room_creations_per_minute;
         let now = Instant::now();
@@ -332,12 +314,9 @@ impl Connection<ChatMember> {
         if creations.len() >= per_minute {
             metrics().limit_reached(Protocol::Chat, "room_creations_per_minute");
             log::warn!("chat user {me}: room {name} refused, {per_minute} created this minute");
-            return self.reject_room(
-                ctx,
-                &format!(
-                    "Room {name} was not created: you may create at most {per_minute} rooms per minute"
-                ),
-            );
+            return self.reject_room(&format!(
+                "Room {name} was not created: you may create at most {per_minute} rooms per minute"
+            ));
         }
         let request = self
             .state
@@ -346,16 +325,16 @@ impl Connection<ChatMember> {
         ctx.wait(
             request
                 .into_actor(self)
-                .map(move |created, act, ctx| match created {
+                .map(move |created, act, _| match created {
                     Ok(Ok(())) => act.state.creations.push_back(Instant::now()),
-                    Ok(Err(refused)) => act.reject_room(ctx, &refused.to_string()),
-                    Err(e) => act.error(ctx, &format!("internal error: {e}")),
+                    Ok(Err(refused)) => act.reject_room(&refused.to_string()),
+                    Err(e) => act.error(&format!("internal error: {e}")),
                 }),
         );
     }
 
-    fn reject_room(&mut self, ctx: &mut ConnectionContext<ChatMember>, response: &str) {
-        self.send(ctx, ServerEvent::RoomCreateReject { response });
+    fn reject_room(&mut self, response: &str) {
+        self.send(ServerEvent::RoomCreateReject { response });
     }
 
     /// A warning naming both users, to the room; the event itself is dropped.
@@ -395,22 +374,19 @@ impl Connection<ChatMember> {
         ctx.wait(
             moved
                 .into_actor(self)
-                .map(move |moved, act, ctx| match moved {
+                .map(move |moved, act, _| match moved {
                     Ok(Some((room, entered))) => {
-                        act.send(ctx, ServerEvent::RoomSwitchResponse { room_name: &to });
-                        act.enter(ctx, entered);
+                        act.send(ServerEvent::RoomSwitchResponse { room_name: &to });
+                        act.enter(entered);
                         act.state.stage = Stage::Joined { username: me, room };
                     }
                     Ok(None) => {
                         let response = format!("Room {to} not found");
-                        act.send(
-                            ctx,
-                            ServerEvent::RoomSwitchReject {
-                                response: &response,
-                            },
-                        );
+                        act.send(ServerEvent::RoomSwitchReject {
+                            response: &response,
+                        });
                     }
-                    Err(e) => act.error(ctx, &format!("internal error: {e}")),
+                    Err(e) => act.error(&format!("internal error: {e}")),
                 }),
         );
     }
@@ -431,12 +407,12 @@ impl Hooks for ChatMember {
     fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _: Bytes) {
         match conn.state.joined() {
             None => conn.reject_invalid_format(ctx),
-            Some(_) => conn.invalid_format(ctx),
+            Some(_) => conn.invalid_format(),
         }
     }
 
-    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _text: bool) {
-        conn.error(ctx, "Rate limit exceeded");
+    fn rate_limited(conn: &mut Connection<Self>, _: &mut ConnectionContext<Self>, _text: bool) {
+        conn.error("Rate limit exceeded");
     }
 
     fn terminate(conn: &mut Connection<Self>) {

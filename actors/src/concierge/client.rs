@@ -170,10 +170,10 @@ impl ActorFuture<Connection<ConciergeClient>> for WriteOwed {
     fn poll(
         self: Pin<&mut Self>,
         act: &mut Connection<ConciergeClient>,
-        ctx: &mut ConnectionContext<ConciergeClient>,
+        _: &mut ConnectionContext<ConciergeClient>,
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
-        let done = act.write_owed(ctx, task, self.until);
+        let done = act.write_owed(task, self.until);
         if self.pump && done.is_ready() {
             act.state.pumping = false;
         }
@@ -329,7 +329,7 @@ impl Connection<ConciergeClient> {
     /// the replies still owed.
     fn answer(&mut self, ctx: &mut ConnectionContext<ConciergeClient>, frame: String) {
         if self.state.owed.is_empty() {
-            self.write_reply(ctx, frame, ReplyOrder::Now);
+            self.write_reply(frame, ReplyOrder::Now);
         } else {
             self.owe(ctx, Owed::Ready(frame));
         }
@@ -348,9 +348,9 @@ impl Connection<ConciergeClient> {
         order: ReplyOrder,
         reply: impl FnOnce(&mut ConciergeClient, T) -> String + 'static,
     ) {
-        ctx.wait(work.into_actor(self).map(move |result, act, ctx| {
+        ctx.wait(work.into_actor(self).map(move |result, act, _| {
             let frame = reply(&mut act.state, result);
-            act.write_reply(ctx, frame, order);
+            act.write_reply(frame, order);
         }));
     }
 
@@ -383,16 +383,11 @@ impl Connection<ConciergeClient> {
         });
     }
 
-    fn write_reply(
-        &mut self,
-        ctx: &mut ConnectionContext<ConciergeClient>,
-        frame: String,
-        order: ReplyOrder,
-    ) {
+    fn write_reply(&mut self, frame: String, order: ReplyOrder) {
         let frames = Frames::One(frame.into());
         match order {
-            ReplyOrder::Now => self.core.write(ctx, frames),
-            ReplyOrder::BehindQueued => self.core.write_behind_queued(ctx, frames),
+            ReplyOrder::Now => self.core.write(frames),
+            ReplyOrder::BehindQueued => self.core.write_behind_queued(frames),
         }
     }
 
@@ -410,12 +405,7 @@ impl Connection<ConciergeClient> {
 
     /// Writes the owed replies that are due, oldest first, until at most
     /// `until` are owed (`Ready`) or the oldest is still on its way.
-    fn write_owed(
-        &mut self,
-        ctx: &mut ConnectionContext<ConciergeClient>,
-        task: &mut TaskContext<'_>,
-        until: usize,
-    ) -> Poll<()> {
+    fn write_owed(&mut self, task: &mut TaskContext<'_>, until: usize) -> Poll<()> {
         while self.state.owed.len() > until {
             let Some(head) = self.state.owed.front_mut() else {
                 break;
@@ -439,7 +429,7 @@ impl Connection<ConciergeClient> {
             match due {
                 Due::Write(frame, order) => {
                     self.state.owed.pop_front();
-                    self.write_reply(ctx, frame, order);
+                    self.write_reply(frame, order);
                 }
                 Due::Reroute(message) => self.state.reroute_head(message),
             }

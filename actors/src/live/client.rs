@@ -75,14 +75,9 @@ impl LiveClient {
 }
 
 impl Connection<LiveClient> {
-    fn reply(
-        &mut self,
-        ctx: &mut ConnectionContext<LiveClient>,
-        reply: Reply<'_>,
-        id: Option<&str>,
-    ) {
+    fn reply(&mut self, reply: Reply<'_>, id: Option<&str>) {
         let frame = reply.encode(id);
-        self.core.write(ctx, Frames::One(frame.into()));
+        self.core.write(Frames::One(frame.into()));
     }
 
     /// Runs `work` (store and presence round trips) and writes the frame it
@@ -92,7 +87,7 @@ impl Connection<LiveClient> {
     where
         F: std::future::Future<Output = Result<Option<String>, Failure>> + 'static,
     {
-        ctx.wait(work.into_actor(self).map(move |result, act, ctx| {
+        ctx.wait(work.into_actor(self).map(move |result, act, _| {
             let frame = match result {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return,
@@ -103,7 +98,7 @@ impl Connection<LiveClient> {
                     Reply::Error(&failure.to_string()).encode(id.as_deref())
                 }
             };
-            act.core.write(ctx, Frames::One(frame.into()));
+            act.core.write(Frames::One(frame.into()));
         }));
     }
 
@@ -111,14 +106,13 @@ impl Connection<LiveClient> {
     /// answers `error` when it is missing.
     fn required(
         &mut self,
-        ctx: &mut ConnectionContext<LiveClient>,
         message: Option<String>,
         what: &str,
         id: Option<&str>,
     ) -> Option<String> {
         if message.is_none() {
             let reason = format!("`message` ({what}) is required");
-            self.reply(ctx, Reply::Error(&reason), id);
+            self.reply(Reply::Error(&reason), id);
         }
         message
     }
@@ -128,12 +122,12 @@ impl Connection<LiveClient> {
             Ok(request) => request,
             Err(bad) => {
                 metrics().protocol_error(Protocol::Live, bad.kind);
-                return self.reply(ctx, Reply::Error(&bad.reason), bad.id.as_deref());
+                return self.reply(Reply::Error(&bad.reason), bad.id.as_deref());
             }
         };
         let Request { kind, message, id } = request;
         match kind {
-            RequestKind::Ping => self.reply(ctx, Reply::Pong, id.as_deref()),
+            RequestKind::Ping => self.reply(Reply::Pong, id.as_deref()),
             RequestKind::Get => self.online_count(ctx, id),
             RequestKind::NowPlaying => self.now_playing(ctx, message, id),
             RequestKind::SendFriendRequest => self.send_friend_request(ctx, message, id),
@@ -162,7 +156,7 @@ impl Connection<LiveClient> {
         message: Option<String>,
         id: Option<String>,
     ) {
-        let Some(game) = self.required(ctx, message, "the game", id.as_deref()) else {
+        let Some(game) = self.required(message, "the game", id.as_deref()) else {
             return;
         };
         let (me, store, presence) = self.state.parts();
@@ -186,7 +180,7 @@ impl Connection<LiveClient> {
         message: Option<String>,
         id: Option<String>,
     ) {
-        let Some(username) = self.required(ctx, message, "a username", id.as_deref()) else {
+        let Some(username) = self.required(message, "a username", id.as_deref()) else {
             return;
         };
         let (me, store, presence) = self.state.parts();
@@ -218,7 +212,7 @@ impl Connection<LiveClient> {
         message: Option<String>,
         id: Option<String>,
     ) {
-        let Some(other) = self.required(ctx, message, "a user id", id.as_deref()) else {
+        let Some(other) = self.required(message, "a user id", id.as_deref()) else {
             return;
         };
         let (me, store, presence) = self.state.parts();
@@ -321,12 +315,12 @@ impl Hooks for LiveClient {
         conn.request(ctx, &text);
     }
 
-    fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _: Bytes) {
-        conn.reply(ctx, Reply::Error("invalid JSON"), None);
+    fn handle_binary(conn: &mut Connection<Self>, _: &mut ConnectionContext<Self>, _: Bytes) {
+        conn.reply(Reply::Error("invalid JSON"), None);
     }
 
-    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _text: bool) {
-        conn.reply(ctx, Reply::Error("rate limit exceeded"), None);
+    fn rate_limited(conn: &mut Connection<Self>, _: &mut ConnectionContext<Self>, _text: bool) {
+        conn.reply(Reply::Error("rate limit exceeded"), None);
     }
 
     fn terminate(conn: &mut Connection<Self>) {

@@ -123,7 +123,7 @@ impl ActorFuture<Connection<RoomsClient>> for AwaitAnswers {
     fn poll(
         self: Pin<&mut Self>,
         client: &mut Connection<RoomsClient>,
-        ctx: &mut ConnectionContext<RoomsClient>,
+        _: &mut ConnectionContext<RoomsClient>,
         task: &mut Context<'_>,
     ) -> Poll<()> {
         while client.state.unanswered.len() >= self.below.max(1) {
@@ -145,9 +145,9 @@ impl ActorFuture<Connection<RoomsClient>> for AwaitAnswers {
                     }
                 }
                 Ok(Answer::Refused) => {}
-                Ok(Answer::RefusedUnqueued(refusal)) => client.write_error(ctx, refusal),
+                Ok(Answer::RefusedUnqueued(refusal)) => client.write_error(refusal),
                 // The room stopped without answering.
-                Err(_) => client.write_error(ctx, Refusal::Internal),
+                Err(_) => client.write_error(Refusal::Internal),
             }
         }
         if self.spawned {
@@ -195,14 +195,14 @@ impl RoomsClient {
 impl Connection<RoomsClient> {
     /// Writes `event` now, ahead of anything queued (the `session` frame,
     /// server pings, `created`).
-    fn send(&mut self, ctx: &mut ConnectionContext<RoomsClient>, event: Event<'_>) {
+    fn send(&mut self, event: Event<'_>) {
         let frame = event.encode();
-        self.core.write(ctx, Frames::One(frame.into()));
+        self.core.write(Frames::One(frame.into()));
     }
 
     /// Writes `frame` after what the rooms queued for this connection.
-    fn write_in_turn(&mut self, ctx: &mut ConnectionContext<RoomsClient>, frame: ByteString) {
-        self.core.write_behind_queued(ctx, Frames::One(frame));
+    fn write_in_turn(&mut self, frame: ByteString) {
+        self.core.write_behind_queued(Frames::One(frame));
     }
 
     /// Answers a command the rooms refused, in the connection's turn.
@@ -211,12 +211,12 @@ impl Connection<RoomsClient> {
         self.error(ctx, &refusal.to_string());
     }
 
-    fn write_error(&mut self, ctx: &mut ConnectionContext<RoomsClient>, refusal: Refusal) {
+    fn write_error(&mut self, refusal: Refusal) {
         let frame = Event::Error {
             message: &refusal.to_string(),
         }
         .encode();
-        self.write_in_turn(ctx, frame.into());
+        self.write_in_turn(frame.into());
     }
 
     /// Writes a reply of the connection's own in its turn: after every
@@ -224,10 +224,10 @@ impl Connection<RoomsClient> {
     fn reply(&mut self, ctx: &mut ConnectionContext<RoomsClient>, event: Event<'_>) {
         let frame = ByteString::from(event.encode());
         if self.state.unanswered.is_empty() {
-            self.write_in_turn(ctx, frame);
+            self.write_in_turn(frame);
         } else {
-            let write = fut::ready(()).map(move |(), act: &mut Self, ctx| {
-                act.write_in_turn(ctx, frame);
+            let write = fut::ready(()).map(move |(), act: &mut Self, _| {
+                act.write_in_turn(frame);
             });
             self.after_answers(ctx, write);
         }
@@ -244,7 +244,7 @@ impl Connection<RoomsClient> {
         }
         let time = now_ms();
         self.state.awaiting_pong = Some(time);
-        self.send(ctx, Event::Ping { time });
+        self.send(Event::Ping { time });
         ctx.run_later(self.state.settings.pong_timeout, move |act, ctx| {
             if act.state.awaiting_pong == Some(time) {
                 act.core.close(ctx, &Disconnect::no_pong());
@@ -452,14 +452,11 @@ impl Connection<RoomsClient> {
                     act.state.entered.insert(room_id, room);
                     // Written now (nothing is outstanding), so it precedes
                     // the room's `enter` waiting in the outbox.
-                    act.send(
-                        ctx,
-                        Event::Created {
-                            room_id,
-                            name: &name,
-                            closed,
-                        },
-                    );
+                    act.send(Event::Created {
+                        room_id,
+                        name: &name,
+                        closed,
+                    });
                 }
                 Err(refusal) => act.refuse(ctx, refusal),
             });
@@ -581,13 +578,10 @@ impl Hooks for RoomsClient {
     fn join(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>) {
         let (key, user) = (conn.state.key.clone(), conn.state.user.clone());
         conn.core.identify(&user);
-        conn.send(
-            ctx,
-            Event::Session {
-                key: &key,
-                user_id: &user,
-            },
-        );
+        conn.send(Event::Session {
+            key: &key,
+            user_id: &user,
+        });
         conn.state.directory.do_send(UserOnline {
             user: user.to_string(),
             member: conn.core.handle(ctx),

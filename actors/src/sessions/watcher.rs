@@ -34,13 +34,13 @@ impl Watcher {
 }
 
 impl Connection<Watcher> {
-    fn reply_error(&mut self, ctx: &mut ConnectionContext<Watcher>, reason: String) {
+    fn reply_error(&mut self, reason: String) {
         let frame = ServerMessage::Error {
             epoch: self.state.epoch.get(),
             reason,
         }
         .encode();
-        self.core.write(ctx, Frames::One(frame.into()));
+        self.core.write(Frames::One(frame.into()));
     }
 
     /// `connect`: records the client's version in the usage metrics.
@@ -57,26 +57,22 @@ impl Hooks for Watcher {
         conn.state.feed.do_send(Watch(conn.core.handle(ctx)));
     }
 
-    fn handle_text(
-        conn: &mut Connection<Self>,
-        ctx: &mut ConnectionContext<Self>,
-        text: ByteString,
-    ) {
+    fn handle_text(conn: &mut Connection<Self>, _: &mut ConnectionContext<Self>, text: ByteString) {
         match ClientMessage::decode(&text) {
             Ok(ClientMessage::Connect { version, .. }) => conn.connect(&version),
             Err(e) => {
                 metrics().protocol_error(Protocol::Sessions, e.kind());
-                conn.reply_error(ctx, e.to_string());
+                conn.reply_error(e.to_string());
             }
         }
     }
 
-    fn handle_binary(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _: Bytes) {
-        conn.reply_error(ctx, "binary messages are not part of this protocol".into());
+    fn handle_binary(conn: &mut Connection<Self>, _: &mut ConnectionContext<Self>, _: Bytes) {
+        conn.reply_error("binary messages are not part of this protocol".into());
     }
 
-    fn rate_limited(conn: &mut Connection<Self>, ctx: &mut ConnectionContext<Self>, _text: bool) {
-        conn.reply_error(ctx, "rate limit exceeded".into());
+    fn rate_limited(conn: &mut Connection<Self>, _: &mut ConnectionContext<Self>, _text: bool) {
+        conn.reply_error("rate limit exceeded".into());
     }
 
     fn terminate(conn: &mut Connection<Self>) {

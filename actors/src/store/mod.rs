@@ -52,6 +52,9 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The thread that checkpoints the database could not start.
+    #[error("cannot start the checkpoint thread: {0}")]
+    Checkpointer(std::io::Error),
     /// A write refused by fault injection (test builds only).
     #[cfg(feature = "fault-injection")]
     #[error("store writes are failing (fault injected)")]
@@ -247,7 +250,7 @@ impl StoreError {
                 }
                 _ => StoreErrorKind::Other,
             },
-            StoreError::Folder { .. } => StoreErrorKind::Io,
+            StoreError::Folder { .. } | StoreError::Checkpointer(_) => StoreErrorKind::Io,
             #[cfg(feature = "fault-injection")]
             StoreError::Injected => StoreErrorKind::Injected,
             StoreError::Corrupt { .. } => StoreErrorKind::Corrupt,
