@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use common::rooms::BOB;
 use common::tokens::{options, token};
-use common::{request_headers, Broker};
+use common::{read_http_answer, request_headers, Broker};
 use serde_json::Value;
 
 const APP: &str = "https://app.example";
@@ -59,22 +59,7 @@ fn handshake(
     }
     head += "\r\n";
     stream.write_all(head.as_bytes()).expect("handshake");
-
-    let mut answer = Vec::new();
-    let mut byte = [0u8; 1];
-    while !answer.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("answer head");
-        answer.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&answer).to_ascii_lowercase();
-    let status = head[9..12].parse().expect("status code");
-    let length = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .map_or(0, |n| n.trim().parse().expect("content-length"));
-    let mut body = vec![0u8; if status == 101 { 0 } else { length }];
-    stream.read_exact(&mut body).expect("answer body");
-    (status, String::from_utf8_lossy(&body).into_owned())
+    read_http_answer(&mut stream)
 }
 
 /// The console's live socket serves the console page, which runs on the

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{metric, wait_for_metric, Broker, Options, WsClient};
+use common::{metric, read_server_frame, wait_for_metric, Broker, Options, WsClient};
 use serde_json::{json, Value};
 
 /// `limits.outbound_queue`: so large that the count never fills during the flood.
@@ -53,34 +52,12 @@ async fn join(broker: &Broker, name: &str) -> WsClient {
     client
 }
 
-/// Reads one server frame from a raw socket: (opcode, payload).
-fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).expect("frame header");
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut ext = [0u8; 2];
-            stream.read_exact(&mut ext).expect("length");
-            usize::from(u16::from_be_bytes(ext))
-        }
-        127 => {
-            let mut ext = [0u8; 8];
-            stream.read_exact(&mut ext).expect("length");
-            usize::try_from(u64::from_be_bytes(ext)).expect("a sane length")
-        }
-        n => usize::from(n),
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).expect("payload");
-    (head[0] & 0x0f, payload)
-}
-
 /// Reads until the close frame: the flood messages received before it (in
 /// order, checked) and the close code.
 fn read_until_close(stream: &mut TcpStream) -> (usize, u16) {
     let mut received = 0;
     loop {
-        let (opcode, payload) = read_frame(stream);
+        let (opcode, payload) = read_server_frame(stream);
         match opcode {
             0x8 => return (received, u16::from_be_bytes([payload[0], payload[1]])),
             0x1 => {

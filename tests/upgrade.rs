@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::Broker;
+use common::{read_http_answer, read_server_frame, Broker};
 use serde_json::{json, Value};
 
 /// The upgrade request for `path`, with `extra` header lines.
@@ -33,25 +33,6 @@ fn connect(addr: &str) -> TcpStream {
     stream
 }
 
-/// Reads an HTTP answer's head and body: (status, body).
-fn read_answer(stream: &mut TcpStream) -> (u16, String) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).expect("answer head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    let status = head[9..12].parse().expect("status code");
-    let length = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .map_or(0, |n| n.trim().parse().expect("content-length"));
-    let mut body = vec![0u8; if status == 101 { 0 } else { length }];
-    stream.read_exact(&mut body).expect("answer body");
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 /// A masked client text frame (the mask is fixed: the test is not a browser).
 fn masked_text(text: &str) -> Vec<u8> {
     assert!(text.len() < 126, "short frames only");
@@ -65,28 +46,9 @@ fn masked_text(text: &str) -> Vec<u8> {
 /// Reads server text frames until one equals `want`.
 fn read_until(stream: &mut TcpStream, want: &Value) {
     loop {
-        let mut head = [0u8; 2];
-        stream.read_exact(&mut head).expect("frame header");
-        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
-        let len = match head[1] & 0x7f {
-            126 => {
-                let mut ext = [0u8; 2];
-                stream.read_exact(&mut ext).expect("length");
-                usize::from(u16::from_be_bytes(ext))
-            }
-            127 => {
-                let mut ext = [0u8; 8];
-                stream.read_exact(&mut ext).expect("length");
-                usize::try_from(u64::from_be_bytes(ext)).expect("a sane length")
-            }
-            n => usize::from(n),
-        };
-        let mut payload = vec![0u8; len];
-        stream.read_exact(&mut payload).expect("payload");
-        assert_ne!(head[0] & 0x0f, 0x8, "closed before {want}");
-        if head[0] & 0x0f == 0x1
-            && serde_json::from_slice::<Value>(&payload).ok().as_ref() == Some(want)
-        {
+        let (opcode, payload) = read_server_frame(stream);
+        assert_ne!(opcode, 0x8, "closed before {want}");
+        if opcode == 0x1 && serde_json::from_slice::<Value>(&payload).ok().as_ref() == Some(want) {
             return;
         }
     }
@@ -107,7 +69,7 @@ async fn a_frame_sent_with_the_upgrade_request_is_read() {
     let mut packet = upgrade_request(&broker.addr, "/chat/ws", HANDSHAKE).into_bytes();
     packet.extend(masked_text(&join_request("early")));
     stream.write_all(&packet).expect("one write");
-    assert_eq!(read_answer(&mut stream).0, 101);
+    assert_eq!(read_http_answer(&mut stream).0, 101);
     read_until(&mut stream, &joined("early"));
 }
 
@@ -117,7 +79,7 @@ async fn a_frame_dribbled_out_a_byte_at_a_time_is_read_whole() {
     let mut stream = connect(&broker.addr);
     let request = upgrade_request(&broker.addr, "/chat/ws", HANDSHAKE);
     stream.write_all(request.as_bytes()).expect("upgrade");
-    assert_eq!(read_answer(&mut stream).0, 101);
+    assert_eq!(read_http_answer(&mut stream).0, 101);
     for byte in masked_text(&join_request("slow")) {
         stream.write_all(&[byte]).expect("one byte");
         std::thread::sleep(Duration::from_millis(2));
@@ -141,7 +103,7 @@ async fn a_handshake_that_is_not_one_is_refused() {
             let mut stream = connect(&broker.addr);
             let request = upgrade_request(&broker.addr, path, headers);
             stream.write_all(request.as_bytes()).expect("upgrade");
-            assert_eq!(read_answer(&mut stream).0, status, "{what} on {path}");
+            assert_eq!(read_http_answer(&mut stream).0, status, "{what} on {path}");
         }
     }
 }
@@ -152,7 +114,7 @@ async fn an_upgrade_to_a_path_nobody_serves_gets_the_apis_404() {
     let mut stream = connect(&broker.addr);
     let request = upgrade_request(&broker.addr, "/nowhere", HANDSHAKE);
     stream.write_all(request.as_bytes()).expect("upgrade");
-    let (status, body) = read_answer(&mut stream);
+    let (status, body) = read_http_answer(&mut stream);
     assert_eq!(status, 404);
     let body: Value = serde_json::from_str(&body).expect("a JSON error");
     assert_eq!(body, json!({"error": "no such endpoint"}));

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::task::{self, Poll, Waker};
 
 use actix::prelude::*;
+use actix_codec::Decoder;
 use actix_http::ws::{CloseReason, Codec, Frame, Message, ProtocolError};
 use actix_web::web::{Bytes, BytesMut};
 use bytestring::ByteString;
@@ -139,7 +140,6 @@ impl Outgoing {
 }
 
 const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
@@ -215,11 +215,6 @@ impl Transport {
         self.queue(OP_TEXT, text.into_bytes());
     }
 
-    /// Queues a binary frame.
-    pub fn binary(&mut self, bytes: Bytes) {
-        self.queue(OP_BINARY, bytes);
-    }
-
     /// Queues a ping.
     pub fn ping(&mut self, payload: &[u8]) {
         self.queue(OP_PING, Bytes::copy_from_slice(payload));
@@ -262,11 +257,6 @@ impl Transport {
         self.reading_done && !self.ending
     }
 
-    /// Bytes queued and not yet taken by the kernel.
-    pub fn queued_bytes(&self) -> usize {
-        self.outbound_bytes
-    }
-
     /// Whether more than the high-water mark waits for the socket. A
     /// connection then leaves new frames in its bounded outbox, where a
     /// client that stopped reading runs into the slow-consumer policy,
@@ -304,7 +294,7 @@ impl Transport {
     ) -> Poll<Option<Result<Message, ReadError>>> {
         loop {
             if !self.inbound.is_empty() {
-                match self.codec.decode_frame(&mut self.inbound) {
+                match Decoder::decode(&mut self.codec, &mut self.inbound) {
                     Ok(Some(frame)) => {
                         if self.inbound.is_empty() {
                             // Free what the frame does not share.
@@ -406,17 +396,6 @@ fn message(frame: Frame) -> Result<Message, ReadError> {
     })
 }
 
-/// The frame decoder: actix-http's server-side codec.
-trait DecodeFrame {
-    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError>;
-}
-
-impl DecodeFrame for Codec {
-    fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
-        actix_codec::Decoder::decode(self, src)
-    }
-}
-
 /// The future that reads, hands frames to the actor and writes, for the
 /// life of the actor.
 struct Drive;
@@ -505,8 +484,8 @@ mod tests {
     fn headers_use_the_shortest_length_form() {
         let short = Outgoing::new(OP_TEXT, Bytes::from_static(b"hi"));
         assert_eq!(encoded(&short), b"\x81\x02hi");
-        let medium = Outgoing::new(OP_BINARY, Bytes::from(vec![7u8; 300]));
-        assert_eq!(&encoded(&medium)[..4], &[0x82, 126, 0x01, 0x2c]);
+        let medium = Outgoing::new(OP_TEXT, Bytes::from(vec![b'm'; 300]));
+        assert_eq!(&encoded(&medium)[..4], &[0x81, 126, 0x01, 0x2c]);
         let long = Outgoing::new(OP_TEXT, Bytes::from(vec![b'a'; 70_000]));
         assert_eq!(
             &encoded(&long)[..10],

@@ -755,6 +755,52 @@ pub fn stalled_socket(addr: &str, path: &str) -> std::net::TcpStream {
     stream
 }
 
+/// Reads an HTTP answer from a raw client's socket: its status and body
+/// (no body for a 101).
+pub fn read_http_answer(stream: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("answer head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let status = head[9..12].parse().expect("status code");
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |n| n.trim().parse().expect("content-length"));
+    let mut body = vec![0u8; if status == 101 { 0 } else { length }];
+    stream.read_exact(&mut body).expect("answer body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Reads one server frame from a raw client's socket: (opcode, payload).
+/// Server frames are never masked.
+pub fn read_server_frame(stream: &mut std::net::TcpStream) -> (u8, Vec<u8>) {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).expect("frame header");
+    assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).expect("length");
+            usize::from(u16::from_be_bytes(ext))
+        }
+        127 => {
+            let mut ext = [0u8; 8];
+            stream.read_exact(&mut ext).expect("length");
+            usize::try_from(u64::from_be_bytes(ext)).expect("a sane length")
+        }
+        n => usize::from(n),
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).expect("payload");
+    (head[0] & 0x0f, payload)
+}
+
 /// Sends one short text frame from a raw client (masked with a zero key).
 pub fn send_raw_text(stream: &mut std::net::TcpStream, text: &str) {
     use std::io::Write;
